@@ -1,0 +1,37 @@
+# The README's two commands: `make run` (the main job) and `make test` (the
+# whole suite). Both install what is missing first (scripts/setup.sh) and are
+# quick when everything is already there.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+HDF5_DIR ?= $(firstword $(wildcard /usr/lib/*/hdf5/serial))
+RUN_DATA := data/line.npz
+BIN := target/release/chunkql
+
+.PHONY: setup setup-hdf5 build run test bench fmt
+
+setup:
+	@scripts/setup.sh
+
+setup-hdf5:
+	@scripts/setup.sh --hdf5
+
+build: setup
+	$(CARGO) build --release
+
+## Main job: generate the built-in dataset (if missing) and summarise its chunks.
+run: build
+	@[ -f $(RUN_DATA) ] || $(BIN) generate line --out $(RUN_DATA)
+	$(BIN) dataset info $(RUN_DATA) --horizon 4 --obs-horizon 2
+
+## The whole test suite, HDF5 readers included.
+test: setup-hdf5
+	HDF5_DIR=$(HDF5_DIR) $(CARGO) test --features hdf5
+
+## Criterion benches and the numpy comparison (figures in docs/benchmarks.md).
+bench: setup
+	$(CARGO) bench --bench sampling
+	.venv/bin/python bench/numpy_sampling.py
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,132 @@
+//! `chunkql dataset info|chunks` and `chunkql generate`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use chunkql::chunk::{ChunkIndex, ChunkSpec, write_chunks_npz};
+use chunkql::data::{self, DatasetSummary, LineWalk};
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Episodes, length statistics, terminal/timeout counts, returns and dims
+    /// of a step-data file; with --horizon also the chunk starts it yields.
+    Info {
+        /// Step data: .npz (D4RL keys) or .h5/.hdf5 (D4RL or Minari layout).
+        file: PathBuf,
+        /// Also index chunks of this many actions and report the starts.
+        #[arg(long)]
+        horizon: Option<usize>,
+        #[arg(long, default_value_t = 0.99)]
+        gamma: f64,
+        #[arg(long, default_value_t = 1)]
+        obs_horizon: usize,
+    },
+    /// Write every sampleable chunk transition to an .npz, in increasing
+    /// start row: observations, next_observations, actions, action_mask,
+    /// cumulative_reward, chunk_done, effective_length, discount_factor,
+    /// start_index.
+    Chunks {
+        /// Step data: .npz (D4RL keys) or .h5/.hdf5 (D4RL or Minari layout).
+        file: PathBuf,
+        /// H: actions per chunk.
+        #[arg(long)]
+        horizon: usize,
+        /// Discount gamma in (0, 1].
+        #[arg(long, default_value_t = 0.99)]
+        gamma: f64,
+        /// To: observations per history.
+        #[arg(long, default_value_t = 1)]
+        obs_horizon: usize,
+        /// Output .npz file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Built-in data source: `line` (a point walking to a goal on a line;
+    /// terminations at the goal and timeouts after --max-steps).
+    pub source: String,
+    #[arg(long, default_value_t = 200)]
+    pub episodes: usize,
+    /// Steps per episode before a timeout.
+    #[arg(long, default_value_t = 50)]
+    pub max_steps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output .npz file (parent folders are created).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(command: DatasetCommand) -> Result<()> {
+    match command {
+        DatasetCommand::Info {
+            file,
+            horizon,
+            gamma,
+            obs_horizon,
+        } => {
+            let data = Arc::new(data::load(&file)?);
+            println!("{}", DatasetSummary::of(&data));
+            if let Some(horizon) = horizon {
+                let spec = ChunkSpec::new(horizon, gamma, obs_horizon)?;
+                let index = ChunkIndex::new(data, spec)?;
+                println!("{}", index.summary());
+            }
+            Ok(())
+        }
+        DatasetCommand::Chunks {
+            file,
+            horizon,
+            gamma,
+            obs_horizon,
+            out,
+        } => {
+            let spec = ChunkSpec::new(horizon, gamma, obs_horizon)?;
+            let data = Arc::new(data::load(&file)?);
+            let index = ChunkIndex::new(data, spec)?;
+            write_chunks_npz(&out, &index.all())?;
+            println!("{}", index.summary());
+            println!(
+                "wrote {} chunk transitions to {}",
+                index.len(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    let data = match args.source.as_str() {
+        "line" => {
+            if args.episodes == 0 || args.max_steps == 0 {
+                bail!("--episodes and --max-steps must be at least 1");
+            }
+            LineWalk {
+                episodes: args.episodes,
+                max_steps: args.max_steps,
+                seed: args.seed,
+                ..LineWalk::default()
+            }
+            .generate()
+        }
+        other => bail!("unknown data source `{other}` (known: line)"),
+    };
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    data::write_npz(&args.out, &data)?;
+    println!(
+        "wrote {} steps in {} episodes to {}",
+        data.len(),
+        data.episodes().len(),
+        args.out.display()
+    );
+    Ok(())
+}

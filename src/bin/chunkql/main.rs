@@ -1,0 +1,44 @@
+//! The `chunkql` command line. Library errors get context here and are
+//! printed as one line; the exit code is non-zero on any error.
+
+mod dataset;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Offline reinforcement learning with action chunks.
+///
+/// Step data (npz with D4RL keys; D4RL/Minari HDF5 with the `hdf5` feature)
+/// becomes chunk transitions whose critic target is the semi-Markov one:
+/// y = sum_{i<tau} gamma^i r_{t+i} + (1 - done) gamma^tau min_j Q'_j(s_{t+tau}, a').
+#[derive(Debug, Parser)]
+#[command(name = "chunkql", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect step data and the chunk transitions built from it.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+    /// Write a built-in dataset to an .npz file.
+    Generate(dataset::GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Dataset(command) => dataset::run(command),
+        Command::Generate(args) => dataset::generate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

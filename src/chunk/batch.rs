@@ -1,0 +1,85 @@
+//! `ChunkBatch`: B chunk transitions in flat row-major buffers, ready to be
+//! copied into tensors. Field meanings are DESIGN.md 1's table.
+
+use super::spec::ChunkSpec;
+
+/// B chunk transitions. Shapes use B = batch size, To = obs horizon,
+/// O = observation width, H = chunk horizon, A = action width.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkBatch {
+    pub spec: ChunkSpec,
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    /// `[B, To, O]` history ending at the start row t.
+    pub observations: Vec<f32>,
+    /// `[B, H, A]` a[t..t+tau), padded by repeating the last real action.
+    pub actions: Vec<f32>,
+    /// `[B, H]` 1 for real actions, 0 for padding.
+    pub action_mask: Vec<f32>,
+    /// `[B]` sum_{i<tau} gamma^i r[t+i].
+    pub cumulative_reward: Vec<f32>,
+    /// `[B]` 1 when the episode terminated inside the chunk, else 0.
+    pub chunk_done: Vec<f32>,
+    /// `[B]` gamma^tau.
+    pub discount_factor: Vec<f32>,
+    /// `[B]` tau, the number of real actions.
+    pub effective_length: Vec<i64>,
+    /// `[B, To, O]` history ending at the chunk's next state.
+    pub next_observations: Vec<f32>,
+    /// `[B]` the start row t in the step data.
+    pub start_index: Vec<i64>,
+}
+
+impl ChunkBatch {
+    /// A batch of `batch_size` zeroed transitions.
+    pub fn zeros(batch_size: usize, spec: ChunkSpec, obs_dim: usize, act_dim: usize) -> Self {
+        let (h, to) = (spec.horizon, spec.obs_horizon);
+        ChunkBatch {
+            spec,
+            obs_dim,
+            act_dim,
+            observations: vec![0.0; batch_size * to * obs_dim],
+            actions: vec![0.0; batch_size * h * act_dim],
+            action_mask: vec![0.0; batch_size * h],
+            cumulative_reward: vec![0.0; batch_size],
+            chunk_done: vec![0.0; batch_size],
+            discount_factor: vec![0.0; batch_size],
+            effective_length: vec![0; batch_size],
+            next_observations: vec![0.0; batch_size * to * obs_dim],
+            start_index: vec![0; batch_size],
+        }
+    }
+
+    /// Batch size B.
+    pub fn len(&self) -> usize {
+        self.cumulative_reward.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cumulative_reward.is_empty()
+    }
+
+    /// `[To, O]` observation history of transition `i`.
+    pub fn observation_history(&self, i: usize) -> &[f32] {
+        let w = self.spec.obs_horizon * self.obs_dim;
+        &self.observations[i * w..(i + 1) * w]
+    }
+
+    /// `[To, O]` next-observation history of transition `i`.
+    pub fn next_observation_history(&self, i: usize) -> &[f32] {
+        let w = self.spec.obs_horizon * self.obs_dim;
+        &self.next_observations[i * w..(i + 1) * w]
+    }
+
+    /// `[H, A]` action chunk of transition `i`.
+    pub fn action_chunk(&self, i: usize) -> &[f32] {
+        let w = self.spec.horizon * self.act_dim;
+        &self.actions[i * w..(i + 1) * w]
+    }
+
+    /// `[H]` action mask of transition `i`.
+    pub fn mask(&self, i: usize) -> &[f32] {
+        let h = self.spec.horizon;
+        &self.action_mask[i * h..(i + 1) * h]
+    }
+}

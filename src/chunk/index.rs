@@ -1,0 +1,299 @@
+//! `ChunkIndex`: every sampleable chunk start of a `StepDataset`, built once in
+//! one pass, and the gather that turns start positions into a `ChunkBatch`
+//! straight from the step columns (DESIGN.md 1; no window is ever stored).
+
+use std::fmt;
+use std::sync::Arc;
+
+use rand::{Rng, RngExt};
+
+use super::batch::ChunkBatch;
+use super::spec::{ChunkError, ChunkSpec};
+use crate::data::{EpisodeEnd, StepDataset};
+
+/// One sampleable start. 16 bytes, so 1M starts take 16 MB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Start {
+    /// Row t where the chunk starts.
+    t: u32,
+    /// First row of t's episode (histories are padded with it).
+    episode_start: u32,
+    /// tau = min(H, e - t + 1): real actions in the chunk.
+    tau: u32,
+    /// Row of the chunk's next state: in `next_observations` when the dataset
+    /// has that column, else in `observations`.
+    next_row: u32,
+}
+
+/// Sampleable chunk starts of a dataset for one `ChunkSpec`.
+#[derive(Debug, Clone)]
+pub struct ChunkIndex {
+    data: Arc<StepDataset>,
+    spec: ChunkSpec,
+    /// gamma^0 .. gamma^H.
+    gamma_powers: Vec<f64>,
+    starts: Vec<Start>,
+    /// Starts whose chunk ends on a timeout row with no next state in the file.
+    dropped_timeout: usize,
+    /// Starts whose chunk ends on the data's last row (no flag) with no next
+    /// state in the file.
+    dropped_end_of_data: usize,
+}
+
+impl ChunkIndex {
+    /// Indexes every start of `data` whose chunk has a next state (or ends on
+    /// a terminal row). O(N) time; 16 bytes per start.
+    pub fn new(data: Arc<StepDataset>, spec: ChunkSpec) -> Result<Self, ChunkError> {
+        spec.validate()?;
+        if data.len() >= u32::MAX as usize {
+            return Err(ChunkError::NothingToSample {
+                file: data.source().to_string(),
+                reason: format!("{} rows is more than this index holds (2^32 - 1)", data.len()),
+            });
+        }
+        let has_next = data.next_observations().is_some();
+        let h = spec.horizon;
+        let mut starts = Vec::with_capacity(data.len());
+        let (mut dropped_timeout, mut dropped_end_of_data) = (0, 0);
+        for episode in data.episodes() {
+            for t in episode.start..=episode.end {
+                let tau = h.min(episode.end - t + 1);
+                let last = t + tau - 1;
+                let next_row = if has_next {
+                    last
+                } else if last < episode.end {
+                    last + 1
+                } else {
+                    match episode.end_kind {
+                        // Never used (1 - done = 0); DESIGN.md repeats the last row.
+                        EpisodeEnd::Terminal => last,
+                        EpisodeEnd::Timeout => {
+                            dropped_timeout += 1;
+                            continue;
+                        }
+                        EpisodeEnd::EndOfData => {
+                            dropped_end_of_data += 1;
+                            continue;
+                        }
+                    }
+                };
+                starts.push(Start {
+                    t: t as u32,
+                    episode_start: episode.start as u32,
+                    tau: tau as u32,
+                    next_row: next_row as u32,
+                });
+            }
+        }
+        let index = ChunkIndex {
+            gamma_powers: spec.gamma_powers(),
+            data,
+            spec,
+            starts,
+            dropped_timeout,
+            dropped_end_of_data,
+        };
+        if index.starts.is_empty() {
+            return Err(ChunkError::NothingToSample {
+                file: index.data.source().to_string(),
+                reason: index.summary().dropped_reason(),
+            });
+        }
+        Ok(index)
+    }
+
+    /// The dataset this index points into.
+    pub fn data(&self) -> &Arc<StepDataset> {
+        &self.data
+    }
+
+    pub fn spec(&self) -> ChunkSpec {
+        self.spec
+    }
+
+    /// Number of sampleable starts.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Always false: construction fails when nothing can be sampled.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Row t of the start at `position` (positions are in increasing t).
+    pub fn start_row(&self, position: usize) -> usize {
+        self.starts[position].t as usize
+    }
+
+    /// Counts of starts and of starts dropped, with the reason.
+    pub fn summary(&self) -> ChunkSummary {
+        let done = self
+            .starts
+            .iter()
+            .filter(|s| self.data.terminals()[(s.t + s.tau - 1) as usize])
+            .count();
+        let short = self
+            .starts
+            .iter()
+            .filter(|s| (s.tau as usize) < self.spec.horizon)
+            .count();
+        ChunkSummary {
+            spec: self.spec,
+            rows: self.data.len(),
+            starts: self.starts.len(),
+            done_starts: done,
+            short_starts: short,
+            dropped_timeout: self.dropped_timeout,
+            dropped_end_of_data: self.dropped_end_of_data,
+        }
+    }
+
+    /// A new batch of `batch_size` chunks drawn uniformly with replacement.
+    pub fn sample<R: Rng + ?Sized>(&self, batch_size: usize, rng: &mut R) -> ChunkBatch {
+        let mut batch = self.empty_batch(batch_size);
+        self.sample_into(&mut batch, rng);
+        batch
+    }
+
+    /// Refills `batch` (its size is kept) with chunks drawn uniformly with
+    /// replacement; reuses its buffers, so the training loop allocates nothing.
+    pub fn sample_into<R: Rng + ?Sized>(&self, batch: &mut ChunkBatch, rng: &mut R) {
+        let n = self.starts.len();
+        for slot in 0..batch.len() {
+            let position = rng.random_range(0..n);
+            self.fill_slot(batch, slot, position);
+        }
+    }
+
+    /// The chunks at `positions` (indices into the starts, `0..len()`).
+    pub fn gather(&self, positions: &[usize]) -> ChunkBatch {
+        let mut batch = self.empty_batch(positions.len());
+        for (slot, &position) in positions.iter().enumerate() {
+            self.fill_slot(&mut batch, slot, position);
+        }
+        batch
+    }
+
+    /// Every sampleable start, in increasing t.
+    pub fn all(&self) -> ChunkBatch {
+        let positions: Vec<usize> = (0..self.len()).collect();
+        self.gather(&positions)
+    }
+
+    /// A zeroed batch shaped for this index.
+    pub fn empty_batch(&self, batch_size: usize) -> ChunkBatch {
+        ChunkBatch::zeros(batch_size, self.spec, self.data.obs_dim(), self.data.act_dim())
+    }
+
+    /// Writes the chunk transition of start `position` into row `slot`.
+    fn fill_slot(&self, batch: &mut ChunkBatch, slot: usize, position: usize) {
+        let data = &*self.data;
+        let s = self.starts[position];
+        let (t, b, tau) = (s.t as usize, s.episode_start as usize, s.tau as usize);
+        let (h, to) = (self.spec.horizon, self.spec.obs_horizon);
+        let (o, a) = (data.obs_dim(), data.act_dim());
+        let last = t + tau - 1;
+
+        // observations[To, O]: s[t-To+1 ..= t], rows before b replaced by s[b].
+        let obs_out = &mut batch.observations[slot * to * o..(slot + 1) * to * o];
+        for (j, row_out) in obs_out.chunks_exact_mut(o).enumerate() {
+            let row = (t + j + 1).saturating_sub(to).max(b);
+            row_out.copy_from_slice(data.observation(row));
+        }
+
+        // actions[H, A]: a[t..t+tau), padded by repeating a[t+tau-1].
+        let act_out = &mut batch.actions[slot * h * a..(slot + 1) * h * a];
+        act_out[..tau * a].copy_from_slice(&data.actions()[t * a..(t + tau) * a]);
+        for pad in act_out[tau * a..].chunks_exact_mut(a) {
+            pad.copy_from_slice(data.action(last));
+        }
+        let mask_out = &mut batch.action_mask[slot * h..(slot + 1) * h];
+        mask_out[..tau].fill(1.0);
+        mask_out[tau..].fill(0.0);
+
+        let rewards = &data.rewards()[t..t + tau];
+        let discounted: f64 = rewards
+            .iter()
+            .zip(&self.gamma_powers)
+            .map(|(&r, &g)| g * r as f64)
+            .sum();
+        batch.cumulative_reward[slot] = discounted as f32;
+        batch.chunk_done[slot] = if data.terminals()[last] { 1.0 } else { 0.0 };
+        batch.discount_factor[slot] = self.gamma_powers[tau] as f32;
+        batch.effective_length[slot] = tau as i64;
+        batch.start_index[slot] = t as i64;
+
+        // next_observations[To, O]: the history ending at the next state
+        // (virtual row t+tau); earlier rows are observations, clamped to b.
+        let next_out = &mut batch.next_observations[slot * to * o..(slot + 1) * to * o];
+        let (history, next_state) = next_out.split_at_mut((to - 1) * o);
+        for (j, row_out) in history.chunks_exact_mut(o).enumerate() {
+            let row = (t + tau + j + 1).saturating_sub(to).max(b);
+            row_out.copy_from_slice(data.observation(row));
+        }
+        let next_row = s.next_row as usize;
+        next_state.copy_from_slice(
+            data.next_observation(next_row)
+                .unwrap_or_else(|| data.observation(next_row)),
+        );
+    }
+}
+
+/// What an index holds and what it left out, for the dataset summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkSummary {
+    pub spec: ChunkSpec,
+    pub rows: usize,
+    pub starts: usize,
+    /// Starts whose chunk ends in a termination (chunk_done = 1).
+    pub done_starts: usize,
+    /// Starts whose chunk is cut short by the episode's end (tau < H).
+    pub short_starts: usize,
+    pub dropped_timeout: usize,
+    pub dropped_end_of_data: usize,
+}
+
+impl ChunkSummary {
+    pub fn dropped(&self) -> usize {
+        self.dropped_timeout + self.dropped_end_of_data
+    }
+
+    /// Why starts were dropped, in words ("none dropped" when none were).
+    pub fn dropped_reason(&self) -> String {
+        if self.dropped() == 0 {
+            return "none dropped".to_string();
+        }
+        let mut parts = Vec::new();
+        if self.dropped_timeout > 0 {
+            parts.push(format!("{} end on a timeout row", self.dropped_timeout));
+        }
+        if self.dropped_end_of_data > 0 {
+            parts.push(format!(
+                "{} end on the data's last row",
+                self.dropped_end_of_data
+            ));
+        }
+        format!(
+            "{} dropped: {}, and the file has no next_observations to bootstrap from",
+            self.dropped(),
+            parts.join(" and ")
+        )
+    }
+}
+
+impl fmt::Display for ChunkSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "chunks             H {}  gamma {}  To {}",
+            self.spec.horizon, self.spec.gamma, self.spec.obs_horizon
+        )?;
+        writeln!(
+            f,
+            "sampleable starts  {} of {} rows ({} end in a termination, {} cut short by an episode end)",
+            self.starts, self.rows, self.done_starts, self.short_starts
+        )?;
+        write!(f, "dropped starts     {}", self.dropped_reason())
+    }
+}

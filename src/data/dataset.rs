@@ -1,0 +1,425 @@
+//! `StepDataset`: validated step-level columns, episodes concatenated
+//! (DESIGN.md 1), and the episode structure derived from them.
+
+use ndarray::ArrayD;
+
+use super::error::DataError;
+
+/// D4RL key names, in the order they are reported in errors.
+pub const STEP_KEYS: &str =
+    "observations, actions, rewards, terminals, timeouts, optional next_observations";
+
+/// Columns as a reader (or a generator) hands them over, before validation.
+/// Shapes are checked by [`StepDataset::new`]: observations `[N, O]`,
+/// actions `[N, A]`, rewards/terminals/timeouts `[N]`, next_observations `[N, O]`.
+#[derive(Debug, Clone)]
+pub struct StepColumns {
+    pub observations: ArrayD<f32>,
+    pub actions: ArrayD<f32>,
+    pub rewards: ArrayD<f32>,
+    pub terminals: ArrayD<bool>,
+    pub timeouts: ArrayD<bool>,
+    pub next_observations: Option<ArrayD<f32>>,
+}
+
+/// How an episode ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpisodeEnd {
+    /// `terminals[end]`: an absorbing state, never bootstrapped.
+    Terminal,
+    /// `timeouts[end]` (and not terminal): cut by a time limit; the next state
+    /// is an ordinary state and is bootstrapped.
+    Timeout,
+    /// The data ran out without either flag; treated like a timeout.
+    EndOfData,
+}
+
+/// One episode: rows `start..=end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Episode {
+    pub start: usize,
+    /// Last row of the episode (inclusive).
+    pub end: usize,
+    pub end_kind: EpisodeEnd,
+}
+
+impl Episode {
+    /// Number of steps.
+    pub fn len(&self) -> usize {
+        self.end - self.start + 1
+    }
+
+    /// Always false: an episode has at least one step.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Step data, one row per environment step, episodes concatenated.
+/// Row-major `f32` columns; every value finite.
+#[derive(Debug, Clone)]
+pub struct StepDataset {
+    source: String,
+    obs_dim: usize,
+    act_dim: usize,
+    observations: Vec<f32>,
+    actions: Vec<f32>,
+    rewards: Vec<f32>,
+    terminals: Vec<bool>,
+    timeouts: Vec<bool>,
+    next_observations: Option<Vec<f32>>,
+    episodes: Vec<Episode>,
+    notes: Vec<String>,
+}
+
+impl StepDataset {
+    /// Validates `columns` and builds the dataset. `source` names the file (or
+    /// `<memory>`) in errors and in the summary.
+    pub fn new(source: &str, columns: StepColumns) -> Result<Self, DataError> {
+        let file = source.to_string();
+        let shape_err = |key: &str, shape: &[usize], expected: String| DataError::WrongShape {
+            file: file.clone(),
+            key: key.to_string(),
+            shape: shape.to_vec(),
+            expected,
+        };
+
+        let obs_shape = columns.observations.shape();
+        if obs_shape.len() != 2 {
+            return Err(shape_err("observations", obs_shape, "[N, O]".into()));
+        }
+        let (n, obs_dim) = (obs_shape[0], obs_shape[1]);
+        if n == 0 {
+            return Err(DataError::Empty { file });
+        }
+        if obs_dim == 0 {
+            return Err(shape_err("observations", obs_shape, "[N, O] with O >= 1".into()));
+        }
+
+        let check_rows = |key: &str, shape: &[usize], rank: usize, expected: &str| {
+            if shape.len() != rank {
+                return Err(shape_err(key, shape, expected.to_string()));
+            }
+            if shape[0] != n {
+                return Err(DataError::LengthMismatch {
+                    file: file.clone(),
+                    key: key.to_string(),
+                    found: shape[0],
+                    expected: n,
+                });
+            }
+            Ok(())
+        };
+        let act_shape = columns.actions.shape();
+        check_rows("actions", act_shape, 2, "[N, A]")?;
+        let act_dim = act_shape[1];
+        if act_dim == 0 {
+            return Err(shape_err("actions", act_shape, "[N, A] with A >= 1".into()));
+        }
+        check_rows("rewards", columns.rewards.shape(), 1, "[N]")?;
+        check_rows("terminals", columns.terminals.shape(), 1, "[N]")?;
+        check_rows("timeouts", columns.timeouts.shape(), 1, "[N]")?;
+        if let Some(next) = &columns.next_observations {
+            check_rows("next_observations", next.shape(), 2, "[N, O]")?;
+            if next.shape()[1] != obs_dim {
+                return Err(shape_err(
+                    "next_observations",
+                    next.shape(),
+                    format!("[N, {obs_dim}] like observations"),
+                ));
+            }
+        }
+
+        let observations = finite_rows(&file, "observations", columns.observations)?;
+        let actions = finite_rows(&file, "actions", columns.actions)?;
+        let rewards = finite_rows(&file, "rewards", columns.rewards)?;
+        let next_observations = columns
+            .next_observations
+            .map(|next| finite_rows(&file, "next_observations", next))
+            .transpose()?;
+        let terminals = into_vec(columns.terminals);
+        let timeouts = into_vec(columns.timeouts);
+        let episodes = find_episodes(&terminals, &timeouts);
+
+        Ok(StepDataset {
+            source: file,
+            obs_dim,
+            act_dim,
+            observations,
+            actions,
+            rewards,
+            terminals,
+            timeouts,
+            next_observations,
+            episodes,
+            notes: Vec::new(),
+        })
+    }
+
+    /// Adds a remark shown in the summary (e.g. how a reader mapped a format).
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// File (or `<memory>`) the data came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// Number of rows N.
+    pub fn len(&self) -> usize {
+        self.rewards.len()
+    }
+    /// Always false: validation rejects empty data.
+    pub fn is_empty(&self) -> bool {
+        self.rewards.is_empty()
+    }
+    /// Observation width O.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+    /// Action width A.
+    pub fn act_dim(&self) -> usize {
+        self.act_dim
+    }
+    /// `[N, O]`, row-major.
+    pub fn observations(&self) -> &[f32] {
+        &self.observations
+    }
+    /// `[N, A]`, row-major.
+    pub fn actions(&self) -> &[f32] {
+        &self.actions
+    }
+    /// `[N]`.
+    pub fn rewards(&self) -> &[f32] {
+        &self.rewards
+    }
+    /// `[N]`.
+    pub fn terminals(&self) -> &[bool] {
+        &self.terminals
+    }
+    /// `[N]`.
+    pub fn timeouts(&self) -> &[bool] {
+        &self.timeouts
+    }
+    /// `[N, O]` when the file has it.
+    pub fn next_observations(&self) -> Option<&[f32]> {
+        self.next_observations.as_deref()
+    }
+    /// Row `t` of observations: `[O]`.
+    pub fn observation(&self, t: usize) -> &[f32] {
+        &self.observations[t * self.obs_dim..(t + 1) * self.obs_dim]
+    }
+    /// Row `t` of actions: `[A]`.
+    pub fn action(&self, t: usize) -> &[f32] {
+        &self.actions[t * self.act_dim..(t + 1) * self.act_dim]
+    }
+    /// Row `t` of next_observations, when the file has them: `[O]`.
+    pub fn next_observation(&self, t: usize) -> Option<&[f32]> {
+        let o = self.obs_dim;
+        self.next_observations
+            .as_deref()
+            .map(|next| &next[t * o..(t + 1) * o])
+    }
+    /// Episodes in row order; they cover every row exactly once.
+    pub fn episodes(&self) -> &[Episode] {
+        &self.episodes
+    }
+    /// Remarks made while loading.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+}
+
+/// Splits rows into episodes: an episode ends at the first row with
+/// `terminals || timeouts`, or at the last row. Terminal wins over timeout.
+pub fn find_episodes(terminals: &[bool], timeouts: &[bool]) -> Vec<Episode> {
+    let n = terminals.len();
+    let mut episodes = Vec::new();
+    let mut start = 0;
+    for t in 0..n {
+        let end_kind = if terminals[t] {
+            EpisodeEnd::Terminal
+        } else if timeouts[t] {
+            EpisodeEnd::Timeout
+        } else if t + 1 == n {
+            EpisodeEnd::EndOfData
+        } else {
+            continue;
+        };
+        episodes.push(Episode {
+            start,
+            end: t,
+            end_kind,
+        });
+        start = t + 1;
+    }
+    episodes
+}
+
+fn into_vec<T: Clone>(array: ArrayD<T>) -> Vec<T> {
+    let array = if array.is_standard_layout() {
+        array
+    } else {
+        array.as_standard_layout().into_owned()
+    };
+    let (values, offset) = array.into_raw_vec_and_offset();
+    debug_assert!(matches!(offset, None | Some(0)));
+    values
+}
+
+/// Flattens a float column and rejects NaN/inf, naming the first bad row.
+fn finite_rows(file: &str, key: &str, array: ArrayD<f32>) -> Result<Vec<f32>, DataError> {
+    let width: usize = array.shape()[1..].iter().product();
+    let values = into_vec(array);
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return Err(DataError::NonFinite {
+            file: file.to_string(),
+            key: key.to_string(),
+            row: index / width.max(1),
+            value: values[index] as f64,
+        });
+    }
+    Ok(values)
+}
+
+/// Turns numeric flags (any dtype a file may use for booleans) into `bool`,
+/// rejecting anything that is not exactly 0 or 1.
+pub(crate) fn flags_from_numbers<T: Copy + Into<f64>>(
+    file: &str,
+    key: &str,
+    values: &[T],
+) -> Result<Vec<bool>, DataError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, &v)| {
+            let v: f64 = v.into();
+            if v == 0.0 {
+                Ok(false)
+            } else if v == 1.0 {
+                Ok(true)
+            } else {
+                Err(DataError::BadFlag {
+                    file: file.to_string(),
+                    key: key.to_string(),
+                    row,
+                    value: v,
+                })
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array1, Array2};
+
+    fn columns(n: usize) -> StepColumns {
+        StepColumns {
+            observations: Array2::<f32>::zeros((n, 3)).into_dyn(),
+            actions: Array2::<f32>::zeros((n, 2)).into_dyn(),
+            rewards: Array1::<f32>::zeros(n).into_dyn(),
+            terminals: Array1::from_elem(n, false).into_dyn(),
+            timeouts: Array1::from_elem(n, false).into_dyn(),
+            next_observations: None,
+        }
+    }
+
+    #[test]
+    fn episodes_end_at_first_flag_or_at_the_last_row() {
+        let terminals = [false, true, false, false, false, false];
+        let timeouts = [false, true, false, true, false, false];
+        let eps = find_episodes(&terminals, &timeouts);
+        assert_eq!(
+            eps,
+            vec![
+                Episode { start: 0, end: 1, end_kind: EpisodeEnd::Terminal },
+                Episode { start: 2, end: 3, end_kind: EpisodeEnd::Timeout },
+                Episode { start: 4, end: 5, end_kind: EpisodeEnd::EndOfData },
+            ]
+        );
+    }
+
+    #[test]
+    fn valid_columns_build_a_dataset() {
+        let ds = StepDataset::new("x.npz", columns(4)).unwrap();
+        assert_eq!((ds.len(), ds.obs_dim(), ds.act_dim()), (4, 3, 2));
+        assert_eq!(ds.episodes().len(), 1);
+    }
+
+    #[test]
+    fn empty_data_is_rejected() {
+        let err = StepDataset::new("x.npz", columns(0)).unwrap_err();
+        assert!(matches!(err, DataError::Empty { .. }), "{err}");
+        assert_eq!(err.to_string(), "x.npz: the dataset has no rows");
+    }
+
+    #[test]
+    fn length_mismatch_names_the_key() {
+        let mut c = columns(4);
+        c.rewards = Array1::<f32>::zeros(3).into_dyn();
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `rewards` has 3 rows but `observations` has 4"
+        );
+    }
+
+    #[test]
+    fn wrong_rank_is_rejected() {
+        let mut c = columns(4);
+        c.actions = Array1::<f32>::zeros(4).into_dyn();
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `actions` has shape [4], expected [N, A]"
+        );
+        let mut c = columns(4);
+        c.rewards = Array2::<f32>::zeros((4, 1)).into_dyn();
+        assert!(matches!(
+            StepDataset::new("x.npz", c),
+            Err(DataError::WrongShape { .. })
+        ));
+    }
+
+    #[test]
+    fn next_observations_must_match_observation_width() {
+        let mut c = columns(4);
+        c.next_observations = Some(Array2::<f32>::zeros((4, 2)).into_dyn());
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert!(err.to_string().contains("next_observations"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_values_name_key_and_row() {
+        let mut c = columns(4);
+        c.observations[[2, 1]] = f32::NAN;
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `observations` row 2: non-finite value NaN"
+        );
+        let mut c = columns(4);
+        c.rewards[[3]] = f32::INFINITY;
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `rewards` row 3: non-finite value inf"
+        );
+    }
+
+    #[test]
+    fn numeric_flags_must_be_zero_or_one() {
+        assert_eq!(
+            flags_from_numbers("f", "terminals", &[0.0f32, 1.0, 0.0]).unwrap(),
+            vec![false, true, false]
+        );
+        let err = flags_from_numbers("f", "timeouts", &[0u8, 1, 2]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f: key `timeouts` row 2: flag value 2 is neither 0 nor 1"
+        );
+    }
+}
