@@ -1,1 +1,76 @@
-fn main() {}
+//! Chunk index build and batch sampling over 1M steps (obs 17, action 6,
+//! episodes of 1000 ending in a timeout, next_observations present), batches
+//! of 256 chunks, To = 2, H = 4 and 16. bench/numpy_sampling.py does the same
+//! with numpy fancy indexing; docs/benchmarks.md has the figures.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::{Array1, Array2};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use chunkql::chunk::{ChunkIndex, ChunkSpec};
+use chunkql::data::{StepColumns, StepDataset};
+
+const ROWS: usize = 1_000_000;
+const EPISODE: usize = 1000;
+const OBS: usize = 17;
+const ACT: usize = 6;
+const BATCH: usize = 256;
+
+fn dataset() -> Arc<StepDataset> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut uniform =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let columns = StepColumns {
+        observations: Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
+            .unwrap()
+            .into_dyn(),
+        actions: Array2::from_shape_vec((ROWS, ACT), uniform(ROWS * ACT))
+            .unwrap()
+            .into_dyn(),
+        rewards: Array1::from_vec(uniform(ROWS)).into_dyn(),
+        terminals: Array1::from_elem(ROWS, false).into_dyn(),
+        timeouts: Array1::from_shape_fn(ROWS, |r| r % EPISODE == EPISODE - 1).into_dyn(),
+        next_observations: Some(
+            Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
+                .unwrap()
+                .into_dyn(),
+        ),
+    };
+    Arc::new(StepDataset::new("<bench>", columns).unwrap())
+}
+
+fn benches(c: &mut Criterion) {
+    let data = dataset();
+
+    let mut build = c.benchmark_group("index_build");
+    build.sample_size(20);
+    build.throughput(Throughput::Elements(ROWS as u64));
+    build.bench_function("1M_rows_H4", |b| {
+        let spec = ChunkSpec::new(4, 0.99, 2).unwrap();
+        b.iter(|| ChunkIndex::new(black_box(data.clone()), spec).unwrap())
+    });
+    build.finish();
+
+    let mut sample = c.benchmark_group("sample_batch256_To2");
+    sample.throughput(Throughput::Elements(1));
+    for horizon in [4, 16] {
+        let index =
+            ChunkIndex::new(data.clone(), ChunkSpec::new(horizon, 0.99, 2).unwrap()).unwrap();
+        let mut batch = index.empty_batch(BATCH);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        sample.bench_function(format!("H{horizon}"), |b| {
+            b.iter(|| {
+                index.sample_into(&mut batch, &mut rng);
+                black_box(&batch);
+            })
+        });
+    }
+    sample.finish();
+}
+
+criterion_group!(sampling, benches);
+criterion_main!(sampling);

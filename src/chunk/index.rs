@@ -8,11 +8,15 @@ use std::sync::Arc;
 use rand::{Rng, RngExt};
 
 use super::batch::ChunkBatch;
+use super::prefetch::prefetch;
 use super::spec::{ChunkError, ChunkSpec};
 use crate::data::{EpisodeEnd, StepDataset};
 
+/// Chunks whose reads are prefetched together when sampling.
+pub const PREFETCH_BLOCK: usize = 32;
+
 /// One sampleable start. 16 bytes, so 1M starts take 16 MB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Start {
     /// Row t where the chunk starts.
     t: u32,
@@ -48,7 +52,10 @@ impl ChunkIndex {
         if data.len() >= u32::MAX as usize {
             return Err(ChunkError::NothingToSample {
                 file: data.source().to_string(),
-                reason: format!("{} rows is more than this index holds (2^32 - 1)", data.len()),
+                reason: format!(
+                    "{} rows is more than this index holds (2^32 - 1)",
+                    data.len()
+                ),
             });
         }
         let has_next = data.next_observations().is_some();
@@ -158,11 +165,27 @@ impl ChunkIndex {
 
     /// Refills `batch` (its size is kept) with chunks drawn uniformly with
     /// replacement; reuses its buffers, so the training loop allocates nothing.
+    ///
+    /// Works in blocks of [`PREFETCH_BLOCK`] chunks: draw the positions,
+    /// prefetch their index entries, then every row the chunks read, then copy.
+    /// The draws are the same as one `random_range` per slot, in slot order.
     pub fn sample_into<R: Rng + ?Sized>(&self, batch: &mut ChunkBatch, rng: &mut R) {
         let n = self.starts.len();
-        for slot in 0..batch.len() {
-            let position = rng.random_range(0..n);
-            self.fill_slot(batch, slot, position);
+        let mut positions = [0usize; PREFETCH_BLOCK];
+        let mut block_starts = [Start::default(); PREFETCH_BLOCK];
+        for first in (0..batch.len()).step_by(PREFETCH_BLOCK) {
+            let m = PREFETCH_BLOCK.min(batch.len() - first);
+            for position in &mut positions[..m] {
+                *position = rng.random_range(0..n);
+                prefetch(std::slice::from_ref(&self.starts[*position]));
+            }
+            for (start, &position) in block_starts[..m].iter_mut().zip(&positions[..m]) {
+                *start = self.starts[position];
+                self.prefetch_rows(*start);
+            }
+            for (k, &start) in block_starts[..m].iter().enumerate() {
+                self.fill_slot(batch, first + k, start);
+            }
         }
     }
 
@@ -170,7 +193,7 @@ impl ChunkIndex {
     pub fn gather(&self, positions: &[usize]) -> ChunkBatch {
         let mut batch = self.empty_batch(positions.len());
         for (slot, &position) in positions.iter().enumerate() {
-            self.fill_slot(&mut batch, slot, position);
+            self.fill_slot(&mut batch, slot, self.starts[position]);
         }
         batch
     }
@@ -183,13 +206,40 @@ impl ChunkIndex {
 
     /// A zeroed batch shaped for this index.
     pub fn empty_batch(&self, batch_size: usize) -> ChunkBatch {
-        ChunkBatch::zeros(batch_size, self.spec, self.data.obs_dim(), self.data.act_dim())
+        ChunkBatch::zeros(
+            batch_size,
+            self.spec,
+            self.data.obs_dim(),
+            self.data.act_dim(),
+        )
     }
 
-    /// Writes the chunk transition of start `position` into row `slot`.
-    fn fill_slot(&self, batch: &mut ChunkBatch, slot: usize, position: usize) {
+    /// Prefetches every row that [`Self::fill_slot`] will read for `s`.
+    #[inline(always)]
+    fn prefetch_rows(&self, s: Start) {
         let data = &*self.data;
-        let s = self.starts[position];
+        let (t, b, tau) = (s.t as usize, s.episode_start as usize, s.tau as usize);
+        let (to, o, a) = (self.spec.obs_horizon, data.obs_dim(), data.act_dim());
+        let last = t + tau - 1;
+        let first_obs = (t + 1).saturating_sub(to).max(b);
+        prefetch(&data.observations()[first_obs * o..(t + 1) * o]);
+        prefetch(&data.actions()[t * a..(t + tau) * a]);
+        prefetch(&data.rewards()[t..t + tau]);
+        prefetch(&data.terminals()[last..=last]);
+        if to > 1 {
+            let first_next = (t + tau + 1).saturating_sub(to).max(b);
+            prefetch(&data.observations()[first_next * o..(last + 1) * o]);
+        }
+        let next = s.next_row as usize;
+        match data.next_observations() {
+            Some(column) => prefetch(&column[next * o..(next + 1) * o]),
+            None => prefetch(&data.observations()[next * o..(next + 1) * o]),
+        }
+    }
+
+    /// Writes the chunk transition of start `s` into row `slot`.
+    fn fill_slot(&self, batch: &mut ChunkBatch, slot: usize, s: Start) {
+        let data = &*self.data;
         let (t, b, tau) = (s.t as usize, s.episode_start as usize, s.tau as usize);
         let (h, to) = (self.spec.horizon, self.spec.obs_horizon);
         let (o, a) = (data.obs_dim(), data.act_dim());

@@ -4,6 +4,7 @@
 
 mod batch;
 mod index;
+mod prefetch;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -13,7 +14,7 @@ use std::path::Path;
 use ndarray::ArrayD;
 
 pub use batch::ChunkBatch;
-pub use index::{ChunkIndex, ChunkSummary};
+pub use index::{ChunkIndex, ChunkSummary, PREFETCH_BLOCK};
 pub use spec::{ChunkError, ChunkSpec};
 
 use crate::data::{DataError, NpzArray, write_npz_arrays};
@@ -40,10 +41,15 @@ pub fn write_chunks_npz(path: &Path, batch: &ChunkBatch) -> Result<(), DataError
     let f32s = |shape: Vec<usize>, v: &[f32]| {
         NpzArray::F32(ArrayD::from_shape_vec(shape, v.to_vec()).expect("batch shape"))
     };
-    let i64s = |v: &[i64]| NpzArray::I64(ArrayD::from_shape_vec(vec![b], v.to_vec()).expect("batch shape"));
+    let i64s = |v: &[i64]| {
+        NpzArray::I64(ArrayD::from_shape_vec(vec![b], v.to_vec()).expect("batch shape"))
+    };
     let arrays = [
         (CHUNK_KEYS[0], f32s(vec![b, to, o], &batch.observations)),
-        (CHUNK_KEYS[1], f32s(vec![b, to, o], &batch.next_observations)),
+        (
+            CHUNK_KEYS[1],
+            f32s(vec![b, to, o], &batch.next_observations),
+        ),
         (CHUNK_KEYS[2], f32s(vec![b, h, a], &batch.actions)),
         (CHUNK_KEYS[3], f32s(vec![b, h], &batch.action_mask)),
         (CHUNK_KEYS[4], f32s(vec![b], &batch.cumulative_reward)),

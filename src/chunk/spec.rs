@@ -30,7 +30,11 @@ pub struct ChunkSpec {
 impl ChunkSpec {
     /// Checks H >= 1, gamma in (0, 1] and To >= 1.
     pub fn new(horizon: usize, gamma: f64, obs_horizon: usize) -> Result<Self, ChunkError> {
-        let spec = ChunkSpec { horizon, gamma, obs_horizon };
+        let spec = ChunkSpec {
+            horizon,
+            gamma,
+            obs_horizon,
+        };
         spec.validate()?;
         Ok(spec)
     }
@@ -53,7 +57,9 @@ impl ChunkSpec {
 
     /// `[gamma^0, gamma^1, ..., gamma^H]`, computed in f64.
     pub fn gamma_powers(&self) -> Vec<f64> {
-        (0..=self.horizon).map(|i| self.gamma.powi(i as i32)).collect()
+        (0..=self.horizon)
+            .map(|i| self.gamma.powi(i as i32))
+            .collect()
     }
 }
 
@@ -67,7 +73,10 @@ mod tests {
         assert_eq!(ChunkSpec::new(4, 0.0, 1), Err(ChunkError::Gamma(0.0)));
         assert_eq!(ChunkSpec::new(4, 1.5, 1), Err(ChunkError::Gamma(1.5)));
         assert_eq!(ChunkSpec::new(4, -0.5, 1), Err(ChunkError::Gamma(-0.5)));
-        assert!(matches!(ChunkSpec::new(4, f64::NAN, 1), Err(ChunkError::Gamma(_))));
+        assert!(matches!(
+            ChunkSpec::new(4, f64::NAN, 1),
+            Err(ChunkError::Gamma(_))
+        ));
         assert_eq!(ChunkSpec::new(4, 0.99, 0), Err(ChunkError::ObsHorizon(0)));
         assert_eq!(
             ChunkError::Gamma(1.5).to_string(),

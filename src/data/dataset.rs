@@ -93,7 +93,11 @@ impl StepDataset {
             return Err(DataError::Empty { file });
         }
         if obs_dim == 0 {
-            return Err(shape_err("observations", obs_shape, "[N, O] with O >= 1".into()));
+            return Err(shape_err(
+                "observations",
+                obs_shape,
+                "[N, O] with O >= 1".into(),
+            ));
         }
 
         let check_rows = |key: &str, shape: &[usize], rank: usize, expected: &str| {
@@ -335,9 +339,21 @@ mod tests {
         assert_eq!(
             eps,
             vec![
-                Episode { start: 0, end: 1, end_kind: EpisodeEnd::Terminal },
-                Episode { start: 2, end: 3, end_kind: EpisodeEnd::Timeout },
-                Episode { start: 4, end: 5, end_kind: EpisodeEnd::EndOfData },
+                Episode {
+                    start: 0,
+                    end: 1,
+                    end_kind: EpisodeEnd::Terminal
+                },
+                Episode {
+                    start: 2,
+                    end: 3,
+                    end_kind: EpisodeEnd::Timeout
+                },
+                Episode {
+                    start: 4,
+                    end: 5,
+                    end_kind: EpisodeEnd::EndOfData
+                },
             ]
         );
     }

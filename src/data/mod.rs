@@ -11,7 +11,7 @@ mod synthetic;
 
 use std::path::Path;
 
-pub use dataset::{Episode, EpisodeEnd, StepColumns, StepDataset, STEP_KEYS, find_episodes};
+pub use dataset::{Episode, EpisodeEnd, STEP_KEYS, StepColumns, StepDataset, find_episodes};
 pub use error::DataError;
 #[cfg(feature = "hdf5")]
 pub use hdf5::read_hdf5;

@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray::ArrayD;
 use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
 
-use super::dataset::{StepColumns, StepDataset, STEP_KEYS, flags_from_numbers};
+use super::dataset::{STEP_KEYS, StepColumns, StepDataset, flags_from_numbers};
 use super::error::DataError;
 use crate::fsutil::atomic_write;
 
@@ -51,8 +51,9 @@ pub fn write_npz(path: &Path, data: &StepDataset) -> Result<(), DataError> {
     let f32_array = |shape: &[usize], values: &[f32]| {
         NpzArray::F32(ArrayD::from_shape_vec(shape.to_vec(), values.to_vec()).expect("shape"))
     };
-    let bool_array =
-        |values: &[bool]| NpzArray::Bool(ArrayD::from_shape_vec(vec![n], values.to_vec()).expect("shape"));
+    let bool_array = |values: &[bool]| {
+        NpzArray::Bool(ArrayD::from_shape_vec(vec![n], values.to_vec()).expect("shape"))
+    };
     let mut arrays = vec![
         ("observations", f32_array(&[n, o], data.observations())),
         ("actions", f32_array(&[n, a], data.actions())),
@@ -180,5 +181,189 @@ impl<R: Read + Seek> NpzFile<R> {
         };
         try_numeric!(u8, i8, i16, i32, i64, u16, u32, u64, f32, f64);
         Err(self.wrong_dtype(key, found, EXPECTED))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::LineWalk;
+    use std::path::PathBuf;
+
+    /// Runs `script` with the project venv's Python (numpy installed by
+    /// scripts/setup.sh) in `dir`.
+    fn python(dir: &Path, script: &str) {
+        let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+        let status = std::process::Command::new(python)
+            .arg("-c")
+            .arg(format!("import numpy as np\n{script}"))
+            .current_dir(dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {python} ({e}); run scripts/setup.sh first"));
+        assert!(status.success(), "python script failed: {script}");
+    }
+
+    /// Writes `keys` (python expressions) with np.savez into `name`.
+    fn numpy_file(dir: &Path, name: &str, keys: &[(&str, &str)]) -> PathBuf {
+        let args: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        python(dir, &format!("np.savez('{name}', {})", args.join(", ")));
+        dir.join(name)
+    }
+
+    const GOOD: [(&str, &str); 5] = [
+        (
+            "observations",
+            "np.arange(8, dtype=np.float32).reshape(4, 2)",
+        ),
+        ("actions", "np.ones((4, 1), dtype=np.float32)"),
+        ("rewards", "np.array([0, 1, 2, 3], dtype=np.float32)"),
+        ("terminals", "np.array([0, 1, 0, 0], dtype=bool)"),
+        ("timeouts", "np.array([0, 0, 0, 1], dtype=bool)"),
+    ];
+
+    fn with(replace: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut keys: Vec<_> = GOOD
+            .iter()
+            .copied()
+            .filter(|(k, _)| !replace.iter().any(|(r, _)| r == k))
+            .collect();
+        keys.extend(replace.iter().copied().filter(|(_, v)| !v.is_empty()));
+        keys
+    }
+
+    #[test]
+    fn round_trip_keeps_every_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("line.npz");
+        let data = LineWalk {
+            episodes: 5,
+            ..LineWalk::default()
+        }
+        .generate();
+        write_npz(&path, &data).unwrap();
+        let back = read_npz(&path).unwrap();
+        assert_eq!(back.observations(), data.observations());
+        assert_eq!(back.actions(), data.actions());
+        assert_eq!(back.rewards(), data.rewards());
+        assert_eq!(back.terminals(), data.terminals());
+        assert_eq!(back.timeouts(), data.timeouts());
+        assert_eq!(back.next_observations(), data.next_observations());
+    }
+
+    #[test]
+    fn numpy_files_read_with_exact_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = numpy_file(dir.path(), "good.npz", &GOOD);
+        let data = read_npz(&path).unwrap();
+        assert_eq!(data.observations(), &[0., 1., 2., 3., 4., 5., 6., 7.]);
+        assert_eq!(data.terminals(), &[false, true, false, false]);
+        assert_eq!(data.timeouts(), &[false, false, false, true]);
+        assert!(data.next_observations().is_none());
+        assert_eq!(data.episodes().len(), 2);
+    }
+
+    #[test]
+    fn float64_columns_and_numeric_flags_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = with(&[
+            (
+                "observations",
+                "np.arange(8, dtype=np.float64).reshape(4, 2) / 4",
+            ),
+            ("terminals", "np.array([0, 1, 0, 0], dtype=np.float32)"),
+            ("timeouts", "np.array([0, 0, 0, 1], dtype=np.int64)"),
+            ("next_observations", "np.zeros((4, 2))"),
+        ]);
+        let path = numpy_file(dir.path(), "f64.npz", &keys);
+        let data = read_npz(&path).unwrap();
+        assert_eq!(data.observation(3), &[1.5, 1.75]);
+        assert_eq!(data.terminals(), &[false, true, false, false]);
+        assert_eq!(data.timeouts(), &[false, false, false, true]);
+        assert_eq!(data.next_observation(0), Some(&[0.0f32, 0.0][..]));
+    }
+
+    #[test]
+    fn compressed_npz_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<String> = GOOD.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        python(
+            dir.path(),
+            &format!("np.savez_compressed('c.npz', {})", args.join(", ")),
+        );
+        assert_eq!(read_npz(&dir.path().join("c.npz")).unwrap().len(), 4);
+    }
+
+    fn error_of(replace: &[(&'static str, &'static str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = numpy_file(dir.path(), "bad.npz", &with(replace));
+        let err = read_npz(&path).unwrap_err().to_string();
+        err.replace(&dir.path().display().to_string(), "DIR")
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        assert_eq!(
+            error_of(&[("timeouts", "")]),
+            "DIR/bad.npz: missing key `timeouts` (step data uses D4RL names: observations, \
+             actions, rewards, terminals, timeouts, optional next_observations)"
+        );
+    }
+
+    #[test]
+    fn wrong_dtype_is_named() {
+        assert_eq!(
+            error_of(&[("observations", "np.zeros((4, 2), dtype=np.int64)")]),
+            "DIR/bad.npz: key `observations` has dtype '<i8', expected float32 or float64"
+        );
+        assert!(
+            error_of(&[("terminals", "np.array(['a', 'b', 'c', 'd'])")])
+                .starts_with("DIR/bad.npz: key `terminals` has dtype '<U1', expected bool"),
+        );
+    }
+
+    #[test]
+    fn wrong_rank_and_length_are_named() {
+        assert_eq!(
+            error_of(&[("rewards", "np.zeros((4, 1), dtype=np.float32)")]),
+            "DIR/bad.npz: key `rewards` has shape [4, 1], expected [N]"
+        );
+        assert_eq!(
+            error_of(&[("actions", "np.zeros((3, 1), dtype=np.float32)")]),
+            "DIR/bad.npz: key `actions` has 3 rows but `observations` has 4"
+        );
+    }
+
+    #[test]
+    fn non_finite_values_and_bad_flags_name_the_row() {
+        assert_eq!(
+            error_of(&[(
+                "actions",
+                "np.array([[0], [1], [2], [np.inf]], dtype=np.float32)"
+            )]),
+            "DIR/bad.npz: key `actions` row 3: non-finite value inf"
+        );
+        assert_eq!(
+            error_of(&[("terminals", "np.array([0, 0, 3, 0], dtype=np.uint8)")]),
+            "DIR/bad.npz: key `terminals` row 2: flag value 3 is neither 0 nor 1"
+        );
+    }
+
+    #[test]
+    fn empty_and_foreign_files_are_rejected() {
+        assert_eq!(
+            error_of(&[
+                ("observations", "np.zeros((0, 2), dtype=np.float32)"),
+                ("actions", "np.zeros((0, 1), dtype=np.float32)"),
+                ("rewards", "np.zeros(0, dtype=np.float32)"),
+                ("terminals", "np.zeros(0, dtype=bool)"),
+                ("timeouts", "np.zeros(0, dtype=bool)"),
+            ]),
+            "DIR/bad.npz: the dataset has no rows"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("text.npz");
+        std::fs::write(&path, "not a zip").unwrap();
+        let err = read_npz(&path).unwrap_err().to_string();
+        assert!(err.contains("text.npz: not a valid npz file"), "{err}");
     }
 }

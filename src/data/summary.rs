@@ -26,11 +26,21 @@ impl Stats {
             max = max.max(v);
         }
         if n == 0 {
-            return Stats { min: 0.0, mean: 0.0, max: 0.0, std: 0.0 };
+            return Stats {
+                min: 0.0,
+                mean: 0.0,
+                max: 0.0,
+                std: 0.0,
+            };
         }
         let mean = sum / n as f64;
         let var = (sum_sq / n as f64 - mean * mean).max(0.0);
-        Stats { min, mean, max, std: var.sqrt() }
+        Stats {
+            min,
+            mean,
+            max,
+            std: var.sqrt(),
+        }
     }
 }
 
@@ -61,9 +71,12 @@ impl DatasetSummary {
         let episodes = data.episodes();
         let count = |kind: EpisodeEnd| episodes.iter().filter(|e| e.end_kind == kind).count();
         let rewards = data.rewards();
-        let returns = episodes
-            .iter()
-            .map(|e| rewards[e.start..=e.end].iter().map(|&r| r as f64).sum::<f64>());
+        let returns = episodes.iter().map(|e| {
+            rewards[e.start..=e.end]
+                .iter()
+                .map(|&r| r as f64)
+                .sum::<f64>()
+        });
         let actions = Stats::of(data.actions().iter().map(|&a| a as f64));
         DatasetSummary {
             source: data.source().to_string(),
@@ -100,7 +113,11 @@ impl fmt::Display for DatasetSummary {
             "dims               observation {}  action {}  next_observations {}",
             self.obs_dim,
             self.act_dim,
-            if self.has_next_observations { "yes" } else { "no" }
+            if self.has_next_observations {
+                "yes"
+            } else {
+                "no"
+            }
         )?;
         writeln!(
             f,

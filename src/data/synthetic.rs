@@ -65,12 +65,20 @@ impl LineWalk {
         }
         let n = rewards.len();
         let columns = StepColumns {
-            observations: Array2::from_shape_vec((n, 2), obs).expect("shape").into_dyn(),
-            actions: Array2::from_shape_vec((n, 1), actions).expect("shape").into_dyn(),
+            observations: Array2::from_shape_vec((n, 2), obs)
+                .expect("shape")
+                .into_dyn(),
+            actions: Array2::from_shape_vec((n, 1), actions)
+                .expect("shape")
+                .into_dyn(),
             rewards: Array1::from_vec(rewards).into_dyn(),
             terminals: Array1::from_vec(terminals).into_dyn(),
             timeouts: Array1::from_vec(timeouts).into_dyn(),
-            next_observations: Some(Array2::from_shape_vec((n, 2), next).expect("shape").into_dyn()),
+            next_observations: Some(
+                Array2::from_shape_vec((n, 2), next)
+                    .expect("shape")
+                    .into_dyn(),
+            ),
         };
         StepDataset::new("<line-walk>", columns).expect("generated data is valid")
     }
@@ -83,13 +91,25 @@ mod tests {
 
     #[test]
     fn line_walk_has_both_episode_ends_and_is_seeded() {
-        let data = LineWalk { episodes: 100, ..LineWalk::default() }.generate();
+        let data = LineWalk {
+            episodes: 100,
+            ..LineWalk::default()
+        }
+        .generate();
         let ends = |k| data.episodes().iter().filter(|e| e.end_kind == k).count();
         assert_eq!(data.episodes().len(), 100);
-        assert!(ends(EpisodeEnd::Terminal) > 10, "{}", ends(EpisodeEnd::Terminal));
+        assert!(
+            ends(EpisodeEnd::Terminal) > 10,
+            "{}",
+            ends(EpisodeEnd::Terminal)
+        );
         assert!(ends(EpisodeEnd::Timeout) > 0);
         assert_eq!(ends(EpisodeEnd::EndOfData), 0);
-        let again = LineWalk { episodes: 100, ..LineWalk::default() }.generate();
+        let again = LineWalk {
+            episodes: 100,
+            ..LineWalk::default()
+        }
+        .generate();
         assert_eq!(data.observations(), again.observations());
         // next_observations[t] is observations[t+1] inside an episode.
         for ep in data.episodes() {

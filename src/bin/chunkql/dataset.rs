@@ -71,12 +71,17 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             gamma,
             obs_horizon,
         } => {
+            let spec = horizon
+                .map(|h| ChunkSpec::new(h, gamma, obs_horizon))
+                .transpose()?;
             let data = Arc::new(data::load(&file)?);
-            println!("{}", DatasetSummary::of(&data));
-            if let Some(horizon) = horizon {
-                let spec = ChunkSpec::new(horizon, gamma, obs_horizon)?;
-                let index = ChunkIndex::new(data, spec)?;
-                println!("{}", index.summary());
+            let summary = DatasetSummary::of(&data);
+            match spec {
+                Some(spec) => {
+                    let index = ChunkIndex::new(data, spec)?;
+                    println!("{summary}\n{}", index.summary());
+                }
+                None => println!("{summary}"),
             }
             Ok(())
         }
