@@ -7,7 +7,7 @@ use super::error::DataError;
 
 /// D4RL key names, in the order they are reported in errors.
 pub const STEP_KEYS: &str =
-    "observations, actions, rewards, terminals, timeouts, optional next_observations";
+    "D4RL names: observations, actions, rewards, terminals, timeouts, optional next_observations";
 
 /// Columns as a reader (or a generator) hands them over, before validation.
 /// Shapes are checked by [`StepDataset::new`]: observations `[N, O]`,

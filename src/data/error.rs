@@ -14,7 +14,7 @@ pub enum DataError {
         format: &'static str,
         message: String,
     },
-    #[error("{file}: missing key `{key}` (step data uses D4RL names: {expected})")]
+    #[error("{file}: missing key `{key}` (expected {expected})")]
     MissingKey {
         file: String,
         key: String,

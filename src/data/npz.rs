@@ -304,7 +304,7 @@ mod tests {
     fn missing_key_is_named() {
         assert_eq!(
             error_of(&[("timeouts", "")]),
-            "DIR/bad.npz: missing key `timeouts` (step data uses D4RL names: observations, \
+            "DIR/bad.npz: missing key `timeouts` (expected D4RL names: observations, \
              actions, rewards, terminals, timeouts, optional next_observations)"
         );
     }
