@@ -2,8 +2,15 @@
 //!
 //! Step data ([`data::StepDataset`]) becomes chunk transitions
 //! ([`chunk::ChunkIndex`] -> [`chunk::ChunkBatch`]) whose critic target is the
-//! semi-Markov one of `DESIGN.md`.
+//! semi-Markov one of `DESIGN.md`; the agents ([`agent::DiffusionQl`],
+//! [`agent::Cpql`]) train a chunk policy ([`policy`]) and twin chunk critics
+//! ([`critic`]) built from the blocks in [`nn`].
 
+pub mod agent;
 pub mod chunk;
+pub mod critic;
 pub mod data;
 pub mod fsutil;
+pub mod nn;
+pub mod noise;
+pub mod policy;

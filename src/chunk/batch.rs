@@ -1,7 +1,33 @@
 //! `ChunkBatch`: B chunk transitions in flat row-major buffers, ready to be
 //! copied into tensors. Field meanings are DESIGN.md 1's table.
 
+use serde::{Deserialize, Serialize};
+
 use super::spec::ChunkSpec;
+
+/// Widths of a chunk transition: O, A, H and To.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkDims {
+    /// O: observation width.
+    pub obs_dim: usize,
+    /// A: action width.
+    pub act_dim: usize,
+    /// H: actions per chunk.
+    pub horizon: usize,
+    /// To: observations per history.
+    pub obs_horizon: usize,
+}
+
+impl ChunkDims {
+    /// To * O: width of a flattened observation history.
+    pub fn cond_dim(&self) -> usize {
+        self.obs_horizon * self.obs_dim
+    }
+    /// H * A: width of a flattened chunk.
+    pub fn chunk_dim(&self) -> usize {
+        self.horizon * self.act_dim
+    }
+}
 
 /// B chunk transitions. Shapes use B = batch size, To = obs horizon,
 /// O = observation width, H = chunk horizon, A = action width.
@@ -28,6 +54,21 @@ pub struct ChunkBatch {
     pub next_observations: Vec<f32>,
     /// `[B]` the start row t in the step data.
     pub start_index: Vec<i64>,
+    /// The one-step transition at t, for the naive-target ablation only;
+    /// filled when present (see [`ChunkBatch::with_one_step`]).
+    pub one_step: Option<OneStep>,
+}
+
+/// The one-step transition (s_t, a_t, r_t, s_{t+1}) of each chunk's first
+/// step: what a naive implementation would bootstrap from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneStep {
+    /// `[B]` r[t].
+    pub reward: Vec<f32>,
+    /// `[B]` terminals[t].
+    pub done: Vec<f32>,
+    /// `[B, To, O]` history ending at s_{t+1}.
+    pub next_observations: Vec<f32>,
 }
 
 impl ChunkBatch {
@@ -47,6 +88,28 @@ impl ChunkBatch {
             effective_length: vec![0; batch_size],
             next_observations: vec![0.0; batch_size * to * obs_dim],
             start_index: vec![0; batch_size],
+            one_step: None,
+        }
+    }
+
+    /// Also gather the one-step transition of each chunk's first step.
+    pub fn with_one_step(mut self) -> Self {
+        let b = self.len();
+        self.one_step = Some(OneStep {
+            reward: vec![0.0; b],
+            done: vec![0.0; b],
+            next_observations: vec![0.0; b * self.spec.obs_horizon * self.obs_dim],
+        });
+        self
+    }
+
+    /// Shapes of this batch's transitions.
+    pub fn dims(&self) -> ChunkDims {
+        ChunkDims {
+            obs_dim: self.obs_dim,
+            act_dim: self.act_dim,
+            horizon: self.spec.horizon,
+            obs_horizon: self.spec.obs_horizon,
         }
     }
 

@@ -192,10 +192,20 @@ impl ChunkIndex {
     /// The chunks at `positions` (indices into the starts, `0..len()`).
     pub fn gather(&self, positions: &[usize]) -> ChunkBatch {
         let mut batch = self.empty_batch(positions.len());
-        for (slot, &position) in positions.iter().enumerate() {
-            self.fill_slot(&mut batch, slot, self.starts[position]);
-        }
+        self.gather_into(positions, &mut batch);
         batch
+    }
+
+    /// Fills the first `positions.len()` rows of `batch` with the chunks at
+    /// `positions` (indices into the starts, `0..len()`).
+    pub fn gather_into(&self, positions: &[usize], batch: &mut ChunkBatch) {
+        assert!(
+            positions.len() <= batch.len(),
+            "batch too small for the positions"
+        );
+        for (slot, &position) in positions.iter().enumerate() {
+            self.fill_slot(batch, slot, self.starts[position]);
+        }
     }
 
     /// Every sampleable start, in increasing t.
@@ -287,6 +297,30 @@ impl ChunkIndex {
             data.next_observation(next_row)
                 .unwrap_or_else(|| data.observation(next_row)),
         );
+
+        if let Some(one) = &mut batch.one_step {
+            // The first step's next state: for tau = 1 the chunk's own; for
+            // tau > 1 row t+1 lies inside the episode.
+            let one_next_row = if tau == 1 {
+                next_row
+            } else if data.next_observations().is_some() {
+                t
+            } else {
+                t + 1
+            };
+            one.reward[slot] = data.rewards()[t];
+            one.done[slot] = if data.terminals()[t] { 1.0 } else { 0.0 };
+            let out = &mut one.next_observations[slot * to * o..(slot + 1) * to * o];
+            let (history, next_state) = out.split_at_mut((to - 1) * o);
+            for (j, row_out) in history.chunks_exact_mut(o).enumerate() {
+                let row = (t + 2 + j).saturating_sub(to).max(b);
+                row_out.copy_from_slice(data.observation(row));
+            }
+            next_state.copy_from_slice(
+                data.next_observation(one_next_row)
+                    .unwrap_or_else(|| data.observation(one_next_row)),
+            );
+        }
     }
 }
 

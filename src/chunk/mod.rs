@@ -13,7 +13,7 @@ use std::path::Path;
 
 use ndarray::ArrayD;
 
-pub use batch::ChunkBatch;
+pub use batch::{ChunkBatch, ChunkDims, OneStep};
 pub use index::{ChunkIndex, ChunkSummary, PREFETCH_BLOCK};
 pub use spec::{ChunkError, ChunkSpec};
 

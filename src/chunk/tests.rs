@@ -457,8 +457,21 @@ proptest! {
                 let summary = index.summary();
                 prop_assert_eq!(summary.starts, expected.len());
                 prop_assert_eq!(summary.dropped(), dropped);
-                let got = rows_of(&index.all());
+                let positions: Vec<usize> = (0..index.len()).collect();
+                let mut batch = index.empty_batch(index.len()).with_one_step();
+                index.gather_into(&positions, &mut batch);
+                let got = rows_of(&batch);
                 prop_assert_eq!(got.len(), expected.len());
+                // The one-step fields are the H = 1 transition of the same start.
+                let one = batch.one_step.as_ref().unwrap();
+                let one_spec = ChunkSpec::new(1, gamma, to).unwrap();
+                let w = to * data.obs_dim();
+                for (i, row) in got.iter().enumerate() {
+                    let naive = naive_row(&data, one_spec, row.0 as usize).expect("one-step exists");
+                    prop_assert_eq!(one.reward[i], naive.4);
+                    prop_assert_eq!(one.done[i], naive.5);
+                    prop_assert_eq!(&one.next_observations[i * w..(i + 1) * w], &naive.8[..]);
+                }
                 for (g, e) in got.iter().zip(&expected) {
                     prop_assert!(close(g.4, e.4), "reward {} vs {} at t={}", g.4, e.4, e.0);
                     let (mut g, mut e) = (g.clone(), e.clone());

@@ -5,6 +5,7 @@ mod dataset;
 mod error;
 #[cfg(feature = "hdf5")]
 mod hdf5;
+mod normalize;
 mod npz;
 mod summary;
 mod synthetic;
@@ -15,6 +16,7 @@ pub use dataset::{Episode, EpisodeEnd, STEP_KEYS, StepColumns, StepDataset, find
 pub use error::DataError;
 #[cfg(feature = "hdf5")]
 pub use hdf5::read_hdf5;
+pub use normalize::{MIN_STD, Normalizer};
 pub use npz::{NpzArray, read_npz, write_npz, write_npz_arrays};
 pub use summary::{DatasetSummary, Stats};
 pub use synthetic::LineWalk;

@@ -1,0 +1,248 @@
+//! Consistency policy (CPQL) over `[H, A]` chunks: Karras noise levels, the
+//! boundary-condition parameterisation D(x, s) = c_skip(s) x + c_out(s) F(...),
+//! the consistency-training loss against a target (EMA) network, and one- or
+//! few-step sampling.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor, nn};
+
+use super::denoiser::{Denoiser, DenoiserConfig};
+use crate::chunk::ChunkDims;
+use crate::noise::NoiseSource;
+
+/// The behaviour-cloning loss of the consistency policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsistencyLoss {
+    /// Consistency training: ||D(a + s_n z, s_n) - D'(a + s_{n+1} z, s_{n+1})||^2
+    /// with D' the target (EMA) network, no gradient through it.
+    Consistency,
+    /// What the released CPQL code optimises: (1/s^2 + 1/sigma_data^2)
+    /// ||D(a + s z, s) - a||^2 (a denoising loss; see docs/reference-notes.md 2.4).
+    Reconstruction,
+}
+
+/// Consistency-model settings (CPQL / Consistency Models defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsistencyConfig {
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    pub sigma_data: f64,
+    /// Karras schedule exponent.
+    pub rho: f64,
+    /// N, noise levels of the discretisation.
+    pub scales: usize,
+    /// Network evaluations per sample (1 = one-step).
+    pub sample_steps: usize,
+    pub loss: ConsistencyLoss,
+    pub net: DenoiserConfig,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        ConsistencyConfig {
+            sigma_min: 0.002,
+            sigma_max: 80.0,
+            sigma_data: 0.5,
+            rho: 7.0,
+            scales: 40,
+            sample_steps: 1,
+            loss: ConsistencyLoss::Consistency,
+            net: DenoiserConfig::default(),
+        }
+    }
+}
+
+/// Karras noise levels, decreasing: sigma_i = (smax^(1/rho) + i/(N-1)
+/// (smin^(1/rho) - smax^(1/rho)))^rho for i = 0..N-1.
+pub fn karras_sigmas(scales: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec<f64> {
+    let (lo, hi) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
+    (0..scales)
+        .map(|i| (hi + i as f64 / (scales - 1) as f64 * (lo - hi)).powf(rho))
+        .collect()
+}
+
+/// (c_skip, c_out, c_in) at noise level s:
+/// c_skip = sd^2 / ((s - smin)^2 + sd^2), c_out = (s - smin) sd / sqrt(s^2 + sd^2),
+/// c_in = 1 / sqrt(s^2 + sd^2). At s = smin, D is the identity.
+pub fn scalings(s: f64, sigma_min: f64, sigma_data: f64) -> (f64, f64, f64) {
+    let sd2 = sigma_data * sigma_data;
+    let c_skip = sd2 / ((s - sigma_min).powi(2) + sd2);
+    let c_out = (s - sigma_min) * sigma_data / (s * s + sd2).sqrt();
+    let c_in = 1.0 / (s * s + sd2).sqrt();
+    (c_skip, c_out, c_in)
+}
+
+/// Consistency policy pi(chunk | obs history).
+#[derive(Debug)]
+pub struct ConsistencyPolicy {
+    net: Denoiser,
+    cfg: ConsistencyConfig,
+    /// Host noise levels, decreasing.
+    sigmas: Vec<f64>,
+    /// `[N]` the same on the device.
+    sigma_table: Tensor,
+    dims: ChunkDims,
+}
+
+impl ConsistencyPolicy {
+    pub fn new(p: &nn::Path, dims: ChunkDims, cfg: &ConsistencyConfig) -> Self {
+        let sigmas = karras_sigmas(cfg.scales, cfg.sigma_min, cfg.sigma_max, cfg.rho);
+        ConsistencyPolicy {
+            net: Denoiser::new(&(p / "net"), dims, &cfg.net),
+            sigma_table: Tensor::from_slice(&sigmas)
+                .to_kind(Kind::Float)
+                .to_device(p.device()),
+            sigmas,
+            cfg: cfg.clone(),
+            dims,
+        }
+    }
+
+    /// D(x, s): x `[B, H, A]`, sigma `[B]`, obs `[B, To*O]` -> `[B, H, A]`.
+    fn denoise(&self, x: &Tensor, sigma: &Tensor, obs: &Tensor) -> Tensor {
+        let (smin, sd) = (self.cfg.sigma_min, self.cfg.sigma_data);
+        let b = x.size()[0];
+        let s2_sd2 = (sigma.square() + sd * sd).view([b, 1, 1]);
+        let c_skip = (sigma - smin)
+            .square()
+            .view([b, 1, 1])
+            .g_add_scalar(sd * sd)
+            .reciprocal()
+            * (sd * sd);
+        let c_out = (sigma - smin).view([b, 1, 1]) * sd / s2_sd2.sqrt();
+        let c_in = s2_sd2.rsqrt();
+        let time = (sigma + 1e-44).log() * 250.0;
+        let f = self.net.forward(&(x * c_in), &time, obs);
+        c_skip * x + c_out * f
+    }
+
+    fn full(&self, b: i64, value: f64, device: tch::Device) -> Tensor {
+        Tensor::full([b], value, (Kind::Float, device))
+    }
+
+    /// Behaviour-cloning loss on dataset chunks: obs `[B, To*O]`, actions
+    /// `[B, H, A]` in [-1, 1] -> scalar. `target` is the network the
+    /// consistency loss pulls towards (the agent's EMA copy).
+    pub fn bc_loss(
+        &self,
+        obs: &Tensor,
+        actions: &Tensor,
+        target: &Self,
+        noise: &mut NoiseSource,
+    ) -> Tensor {
+        let b = actions.size()[0];
+        let n = noise.integers(b as usize, self.sigmas.len() as i64 - 1);
+        let sigma = self.sigma_table.index_select(0, &n);
+        let z = noise.normal(&actions.size());
+        let noisy = actions + &z * sigma.view([b, 1, 1]);
+        let denoised = self.denoise(&noisy, &sigma, obs);
+        match self.cfg.loss {
+            ConsistencyLoss::Consistency => {
+                let sigma_next = self.sigma_table.index_select(0, &(n + 1));
+                let target = tch::no_grad(|| {
+                    let noisy_next = actions + &z * sigma_next.view([b, 1, 1]);
+                    target.denoise(&noisy_next, &sigma_next, obs)
+                });
+                (denoised - target).square().mean(Kind::Float)
+            }
+            ConsistencyLoss::Reconstruction => {
+                let sd = self.cfg.sigma_data;
+                let weight = (sigma.square().reciprocal() + 1.0 / (sd * sd)).view([b, 1, 1]);
+                (weight * (denoised - actions).square()).mean(Kind::Float)
+            }
+        }
+    }
+
+    /// Noise levels visited by sampling: sigma_max, then `sample_steps - 1`
+    /// levels evenly spaced in the discretisation's index.
+    pub fn sampling_sigmas(&self) -> Vec<f64> {
+        let steps = self.cfg.sample_steps.max(1);
+        let last = self.sigmas.len() - 1;
+        (0..steps).map(|k| self.sigmas[k * last / steps]).collect()
+    }
+
+    /// obs `[B, To*O]` -> chunks `[B, H, A]` in [-1, 1]: x = D(sigma_max z,
+    /// sigma_max), then for each further level s: x = D(x + sqrt(s^2 -
+    /// smin^2) z, s).
+    pub fn sample(&self, obs: &Tensor, noise: &mut NoiseSource) -> Tensor {
+        let b = obs.size()[0];
+        let shape = [b, self.dims.horizon as i64, self.dims.act_dim as i64];
+        let device = obs.device();
+        let levels = self.sampling_sigmas();
+        let mut x = noise.normal(&shape) * levels[0];
+        x = self.denoise(&x, &self.full(b, levels[0], device), obs);
+        for &s in &levels[1..] {
+            let spread = (s * s - self.cfg.sigma_min * self.cfg.sigma_min)
+                .max(0.0)
+                .sqrt();
+            x = x.clamp(-1.0, 1.0) + noise.normal(&shape) * spread;
+            x = self.denoise(&x, &self.full(b, s, device), obs);
+        }
+        x.clamp(-1.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn karras_levels_match_cpql_table() {
+        let s = karras_sigmas(40, 0.002, 80.0, 7.0);
+        assert_eq!(s.len(), 40);
+        assert!((s[0] - 80.0).abs() < 1e-9 && (s[39] - 0.002).abs() < 1e-12);
+        // docs/reference-notes.md 2.3
+        for (i, v) in [(1, 69.45095), (19, 2.81839), (38, 0.00368)] {
+            assert!(
+                (s[i] - v).abs() < 1e-4 * v.max(1.0),
+                "sigma_{i} = {} vs {v}",
+                s[i]
+            );
+        }
+    }
+
+    #[test]
+    fn scalings_are_the_identity_at_sigma_min() {
+        let (skip, out, _) = scalings(0.002, 0.002, 0.5);
+        assert_eq!((skip, out), (1.0, 0.0));
+        let (skip, out, c_in) = scalings(80.0, 0.002, 0.5);
+        assert!((skip - 3.906e-5).abs() < 1e-7, "{skip}");
+        assert!((out - 0.49998).abs() < 1e-5 && (c_in - 0.0125).abs() < 1e-5);
+    }
+
+    #[test]
+    fn denoise_is_the_identity_at_sigma_min_and_sampling_visits_decreasing_levels() {
+        use crate::noise::NoiseSource;
+        let dims = ChunkDims {
+            obs_dim: 2,
+            act_dim: 1,
+            horizon: 2,
+            obs_horizon: 1,
+        };
+        let cfg = ConsistencyConfig {
+            net: DenoiserConfig {
+                hidden: vec![8],
+                ..DenoiserConfig::default()
+            },
+            sample_steps: 3,
+            ..ConsistencyConfig::default()
+        };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let policy = ConsistencyPolicy::new(&vs.root(), dims, &cfg);
+        let mut noise = NoiseSource::new(0, tch::Device::Cpu);
+        let x = noise.normal(&[3, 2, 1]);
+        let obs = noise.normal(&[3, 2]);
+        // At sigma_min the network's output is multiplied by c_out = 0.
+        let at_min = policy.denoise(&x, &policy.full(3, 0.002, tch::Device::Cpu), &obs);
+        assert!(at_min.allclose(&x, 1e-6, 1e-6, false));
+        let levels = policy.sampling_sigmas();
+        assert_eq!(levels.len(), 3);
+        assert_eq!(levels[0], 80.0);
+        assert!(levels[1] > levels[2] && levels[2] > 0.002, "{levels:?}");
+        let chunks = policy.sample(&obs, &mut noise);
+        assert_eq!(chunks.size(), vec![3, 2, 1]);
+        assert!(chunks.abs().max().double_value(&[]) <= 1.0);
+    }
+}
