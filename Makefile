@@ -26,7 +26,7 @@ run: build
 
 ## The whole test suite, HDF5 readers included.
 test: setup-hdf5
-	HDF5_DIR=$(HDF5_DIR) $(CARGO) test --features hdf5
+	OMP_NUM_THREADS=1 HDF5_DIR=$(HDF5_DIR) $(CARGO) test --features hdf5
 
 ## Criterion benches and the numpy comparison (figures in docs/benchmarks.md).
 bench: setup

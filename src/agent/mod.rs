@@ -288,7 +288,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
 
     /// Target critics: soft update with rate tau. EMA policy: every
     /// `ema_every` updates, a copy before `ema_start`, then an EMA step.
-    fn update_targets(&mut self) {
+    pub(crate) fn update_targets(&mut self) {
         self.target_tracking.lerp(self.config.tau);
         if self.step % self.config.ema_every == 0 {
             if self.step < self.config.ema_start {

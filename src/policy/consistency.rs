@@ -14,8 +14,11 @@ use crate::noise::NoiseSource;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsistencyLoss {
-    /// Consistency training: ||D(a + s_n z, s_n) - D'(a + s_{n+1} z, s_{n+1})||^2
-    /// with D' the target (EMA) network, no gradient through it.
+    /// Consistency training against the target (EMA) network D', with the
+    /// improvements of Song & Dhariwal 2023 (iCT): pseudo-Huber distance
+    /// d(u, v) = sqrt(||u - v||^2 + c^2) - c, c = 0.00054 sqrt(H A), weighted by
+    /// 1 / (s_n - s_{n+1}):
+    /// d(D(a + s_n z, s_n), D'(a + s_{n+1} z, s_{n+1})) / (s_n - s_{n+1}).
     Consistency,
     /// What the released CPQL code optimises: (1/s^2 + 1/sigma_data^2)
     /// ||D(a + s z, s) - a||^2 (a denoising loss; see docs/reference-notes.md 2.4).
@@ -83,6 +86,8 @@ pub struct ConsistencyPolicy {
     sigmas: Vec<f64>,
     /// `[N]` the same on the device.
     sigma_table: Tensor,
+    /// c of the pseudo-Huber distance.
+    huber_c: f64,
     dims: ChunkDims,
 }
 
@@ -96,6 +101,7 @@ impl ConsistencyPolicy {
                 .to_device(p.device()),
             sigmas,
             cfg: cfg.clone(),
+            huber_c: 0.00054 * (dims.chunk_dim() as f64).sqrt(),
             dims,
         }
     }
@@ -145,7 +151,15 @@ impl ConsistencyPolicy {
                     let noisy_next = actions + &z * sigma_next.view([b, 1, 1]);
                     target.denoise(&noisy_next, &sigma_next, obs)
                 });
-                (denoised - target).square().mean(Kind::Float)
+                let squared = (denoised - target).square().sum_dim_intlist(
+                    &[1i64, 2][..],
+                    false,
+                    Kind::Float,
+                );
+                let c = self.huber_c;
+                let distance = (squared + c * c).sqrt() - c;
+                let weight = (&sigma - &sigma_next).reciprocal();
+                (weight * distance).mean(Kind::Float)
             }
             ConsistencyLoss::Reconstruction => {
                 let sd = self.cfg.sigma_data;

@@ -1,0 +1,187 @@
+//! Save -> load gives an agent that acts bit-identically for the same seed
+//! and goes on training exactly as the original; bad files are clear errors.
+//! Every tensor of an update lives on the agent's device.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+use super::*;
+use crate::agent::{AgentError, ChunkAgent, ChunkPolicy, Cpql, DiffusionQl, read_checkpoint_info};
+use crate::chunk::ChunkBatch;
+use crate::data::{LineWalk, Normalizer};
+use crate::noise::NoiseSource;
+use crate::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
+
+fn setup<P: ChunkPolicy>(net: NetKind) -> (ChunkAgent<P>, ChunkIndex) {
+    one_thread();
+    let data = Arc::new(
+        LineWalk {
+            episodes: 20,
+            ..LineWalk::default()
+        }
+        .generate(),
+    );
+    let normalizer = Normalizer::fit(&data);
+    let index = index(data, 4, 0.99, 2);
+    let mut cfg = small_config(32);
+    cfg.diffusion.net.net = net;
+    cfg.consistency.net.net = net;
+    cfg.best_of_n = 3;
+    let agent = ChunkAgent::<P>::new(
+        cfg,
+        index.empty_batch(1).dims(),
+        normalizer,
+        Device::Cpu,
+        11,
+    )
+    .unwrap();
+    (agent, index)
+}
+
+fn batches(index: &ChunkIndex, n: usize, seed: u64) -> Vec<ChunkBatch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| index.sample(16, &mut rng)).collect()
+}
+
+fn round_trip<P: ChunkPolicy>(net: NetKind) {
+    let (mut agent, index) = setup::<P>(net);
+    for batch in batches(&index, 3, 0) {
+        agent.update(&batch);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.safetensors");
+    agent
+        .save(&path, serde_json::json!({"note": "extra state"}))
+        .unwrap();
+    let mut loaded = ChunkAgent::<P>::load(&path, Device::Cpu).unwrap();
+
+    let info = read_checkpoint_info(&path).unwrap();
+    assert_eq!((info.step, info.algorithm), (3, P::ALGORITHM));
+    assert_eq!(info.extra["note"], "extra state");
+    assert_eq!(loaded.step(), 3);
+
+    let obs = index
+        .sample(5, &mut ChaCha8Rng::seed_from_u64(9))
+        .observations;
+    let obs = Tensor::from_slice(&obs).view([5, 2, 2]);
+    let act = |a: &ChunkAgent<P>| a.act(&obs, &mut NoiseSource::new(42, Device::Cpu));
+    assert!(
+        act(&agent).equal(&act(&loaded)),
+        "same seed, same chunks, bit for bit"
+    );
+    assert!(
+        !act(&agent).equal(&agent.act(&obs, &mut NoiseSource::new(43, Device::Cpu))),
+        "the seed matters"
+    );
+    let chunks = act(&agent);
+    assert!(
+        agent
+            .q_values(&obs, &chunks)
+            .0
+            .equal(&loaded.q_values(&obs, &chunks).0)
+    );
+
+    // Training goes on identically: same noise stream, Adam moments, EMA,
+    // targets and learning rate.
+    for batch in batches(&index, 3, 1) {
+        assert_eq!(agent.update(&batch), loaded.update(&batch));
+    }
+    for ((_, name, a), (_, _, b)) in agent.variables().iter().zip(loaded.variables()) {
+        assert!(a.equal(&b), "{name} differs after resumed training");
+    }
+}
+
+#[test]
+fn diffusion_ql_mlp_round_trip_is_exact() {
+    round_trip::<DiffusionPolicy>(NetKind::Mlp);
+}
+
+#[test]
+fn cpql_unet_round_trip_is_exact() {
+    round_trip::<ConsistencyPolicy>(NetKind::Unet);
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let (agent, _) = setup::<DiffusionPolicy>(NetKind::Mlp);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dql.safetensors");
+    agent.save(&path, serde_json::Value::Null).unwrap();
+    let message = |r: Result<Cpql, AgentError>| r.err().expect("must fail").to_string();
+
+    let err = message(Cpql::load(&path, Device::Cpu));
+    assert!(
+        err.ends_with("not a valid chunkql checkpoint: it holds a dql agent, not cpql"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("none.safetensors");
+    let err = DiffusionQl::load(&missing, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("none.safetensors: cannot read checkpoint"),
+        "{err}"
+    );
+
+    let bytes = std::fs::read(&path).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = DiffusionQl::load(&truncated, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("truncated.safetensors: not a valid chunkql checkpoint"),
+        "{err}"
+    );
+
+    let foreign = dir.path().join("foreign.safetensors");
+    std::fs::write(&foreign, b"hello, not a checkpoint").unwrap();
+    let err = DiffusionQl::load(&foreign, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("foreign.safetensors: not a valid chunkql checkpoint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_tensor_of_an_update_is_on_the_agent_device() {
+    let (mut agent, index) = setup::<DiffusionPolicy>(NetKind::Mlp);
+    let device = agent.device();
+    let batch = index.sample(8, &mut ChaCha8Rng::seed_from_u64(0));
+    agent.update(&batch);
+    let b = agent.tensors(&batch);
+    assert!(b.tensors().iter().all(|t| t.device() == device));
+    assert!(
+        agent
+            .variables()
+            .iter()
+            .all(|(_, _, t)| t.device() == device)
+    );
+    assert!(
+        agent
+            .actor_opt
+            .state()
+            .iter()
+            .chain(agent.critic_opt.state().iter())
+            .all(|(_, t)| t.device() == device)
+    );
+    let next = agent.next_chunks(&b);
+    assert_eq!(next.device(), device);
+    assert_eq!(agent.critic_target(&b, &next).device(), device);
+    assert_eq!(
+        agent
+            .act(
+                &Tensor::zeros([2, 2, 2], (tch::Kind::Float, Device::Cpu)),
+                &mut NoiseSource::new(0, device)
+            )
+            .device(),
+        device
+    );
+}

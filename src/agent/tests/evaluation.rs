@@ -1,0 +1,212 @@
+//! Policy evaluation converges to the exact answer. A deterministic chain
+//! MDP, a fixed behaviour policy; only the critic is trained, with targets
+//! from the dataset's own next chunks (no max), and its Q(s, chunk) is
+//! compared with the SMDP value solved exactly. Timeouts are frequent, so
+//! bootstrapping through them matters; the naive one-step target must miss.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+use super::*;
+use crate::agent::{DiffusionQl, TargetKind};
+use crate::chunk::ChunkBatch;
+use crate::data::Normalizer;
+
+const CELLS: usize = 5; // positions 0..=4; entering 4 ends the episode with reward 1
+const P_RIGHT: f64 = 0.7;
+const TIME_LIMIT: usize = 6;
+const GAMMA: f64 = 0.9;
+const H: usize = 2;
+
+fn step(s: usize, a: f32) -> (usize, f64, bool) {
+    let next = if a > 0.0 {
+        (s + 1).min(CELLS - 1)
+    } else {
+        s.saturating_sub(1)
+    };
+    let goal = next == CELLS - 1;
+    (next, if goal { 1.0 } else { 0.0 }, goal)
+}
+
+fn one_hot(s: usize) -> Vec<f32> {
+    (0..CELLS).map(|k| if k == s { 1.0 } else { 0.0 }).collect()
+}
+
+fn behaviour(rng: &mut ChaCha8Rng) -> f32 {
+    if rng.random_bool(P_RIGHT) { 1.0 } else { -1.0 }
+}
+
+fn generate(episodes: usize, seed: u64) -> Vec<Recorded> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..episodes)
+        .map(|_| {
+            let mut s = rng.random_range(0..CELLS - 1);
+            let mut e = Recorded {
+                observations: vec![],
+                actions: vec![],
+                rewards: vec![],
+                next_observations: vec![],
+                terminated: false,
+            };
+            for _ in 0..TIME_LIMIT {
+                let a = behaviour(&mut rng);
+                let (next, r, done) = step(s, a);
+                e.observations.push(one_hot(s));
+                e.actions.push(vec![a]);
+                e.rewards.push(r as f32);
+                e.next_observations.push(one_hot(next));
+                s = next;
+                if done {
+                    e.terminated = true;
+                    break;
+                }
+            }
+            e
+        })
+        .collect()
+}
+
+/// V^pi(s) for s < 4 by iterating the Bellman equation to convergence.
+fn state_values() -> [f64; CELLS] {
+    let mut v = [0.0; CELLS];
+    for _ in 0..2000 {
+        let mut next_v = [0.0; CELLS];
+        for s in 0..CELLS - 1 {
+            for (a, p) in [(1.0, P_RIGHT), (-1.0, 1.0 - P_RIGHT)] {
+                let (s2, r, done) = step(s, a);
+                next_v[s] += p * (r + if done { 0.0 } else { GAMMA * v[s2] });
+            }
+        }
+        v = next_v;
+    }
+    v
+}
+
+/// Q^pi(s, chunk) of the SMDP: the chunk's discounted rewards, then
+/// gamma^tau V(s_tau) unless it terminated.
+fn chunk_value(s: usize, chunk: &[f32], v: &[f64; CELLS]) -> f64 {
+    let (mut state, mut total, mut discount) = (s, 0.0, 1.0);
+    for &a in chunk {
+        let (next, r, done) = step(state, a);
+        total += discount * r;
+        discount *= GAMMA;
+        state = next;
+        if done {
+            return total;
+        }
+    }
+    total + discount * v[state]
+}
+
+/// Chunks to bootstrap from. SMDP: the chunk the data starts at t + tau
+/// (every row is a start, at position t), or a fresh behaviour-policy chunk
+/// past the end of an episode. One-step: what a naive agent does, a fresh
+/// chunk a' ~ pi(s_{t+1}) (the data's chunk at t+1 would still carry the
+/// first chunk's commitment to a_{t+1}, which no agent's policy sample does).
+fn next_chunks(
+    index: &ChunkIndex,
+    ends: &[usize],
+    batch: &ChunkBatch,
+    one_step: bool,
+    rng: &mut ChaCha8Rng,
+) -> Tensor {
+    let mut out = Vec::with_capacity(batch.len() * H);
+    for i in 0..batch.len() {
+        let t = batch.start_index[i] as usize;
+        let next = t + batch.effective_length[i] as usize;
+        if !one_step && next <= ends[t] {
+            out.extend(index.gather(&[next]).actions);
+        } else {
+            out.extend((0..H).map(|_| behaviour(rng)));
+        }
+    }
+    Tensor::from_slice(&out).view([batch.len() as i64, H as i64, 1])
+}
+
+/// Trains a critic by policy evaluation; returns the mean and the largest
+/// |Q - Q^pi| over the dataset's chunks (the mean weights each chunk by how
+/// often the data holds it).
+fn evaluation_error(target: TargetKind) -> (f64, f64) {
+    one_thread();
+    let data = dataset(&generate(600, 0));
+    let mut ends = vec![0; data.len()];
+    for ep in data.episodes() {
+        ends[ep.start..=ep.end].fill(ep.end);
+    }
+    let index = index(data, H, GAMMA, 1);
+    let mut cfg = small_config(64);
+    cfg.critic_lr = 1e-3;
+    cfg.tau = 0.02;
+    cfg.lr_decay_steps = 1500;
+    cfg.target = target;
+    let dims = index.empty_batch(1).dims();
+    let mut agent =
+        DiffusionQl::new(cfg, dims, Normalizer::identity(CELLS, 1), Device::Cpu, 0).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut batch = index.empty_batch(256).with_one_step();
+    for _ in 0..1500 {
+        index.sample_into(&mut batch, &mut rng);
+        let next = next_chunks(
+            &index,
+            &ends,
+            &batch,
+            target == TargetKind::OneStep,
+            &mut rng,
+        );
+        let b = agent.tensors(&batch);
+        agent.critic_step(&b, &next);
+        agent.update_targets();
+        agent.step += 1;
+        agent.set_learning_rates();
+    }
+
+    // Every distinct (state, real actions) the data holds, scored with its
+    // own mask (a chunk cut by the goal has padding the critic never sees
+    // as real actions).
+    let v = state_values();
+    let all = index.all();
+    let b = agent.tensors(&all);
+    let q = tch::no_grad(|| agent.critic.min(&b.obs, &b.actions, &b.mask));
+    let q: Vec<f32> = Vec::try_from(q.to_kind(Kind::Float)).unwrap();
+    let errors: Vec<f64> = q
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let s = all
+                .observation_history(i)
+                .iter()
+                .position(|&x| x == 1.0)
+                .unwrap();
+            let tau = all.effective_length[i] as usize;
+            (*q as f64 - chunk_value(s, &all.action_chunk(i)[..tau], &v)).abs()
+        })
+        .collect();
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    (mean, errors.iter().copied().fold(0.0, f64::max))
+}
+
+#[test]
+fn smdp_policy_evaluation_converges_to_the_exact_chunk_values() {
+    // Sanity of the analytic side: from cell 3, moving right ends the
+    // episode at once; from 2, [+1, +1] takes 2 steps: gamma.
+    let v = state_values();
+    assert_eq!(chunk_value(3, &[1.0, -1.0], &v), 1.0);
+    assert!((chunk_value(2, &[1.0, 1.0], &v) - GAMMA).abs() < 1e-12);
+    let (mean, max) = evaluation_error(TargetKind::Smdp);
+    eprintln!("SMDP policy evaluation: |Q - Q^pi| mean {mean:.4}, max {max:.4}");
+    assert!(
+        mean < 0.015 && max < 0.06,
+        "|Q - Q^pi| mean {mean}, max {max}"
+    );
+}
+
+#[test]
+fn naive_one_step_target_does_not_converge_to_the_chunk_values() {
+    let (mean, max) = evaluation_error(TargetKind::OneStep);
+    eprintln!("one-step policy evaluation: |Q - Q^pi| mean {mean:.4}, max {max:.4}");
+    assert!(
+        mean > 0.04 && max > 0.15,
+        "the naive target should be biased; |Q - Q^pi| mean {mean}, max {max}"
+    );
+}

@@ -1,0 +1,102 @@
+//! Tests of the agents that can fail: exact targets, policy evaluation against
+//! an analytic value, multimodal behaviour cloning, learning on a small task,
+//! checkpoints and devices.
+
+mod bimodal;
+mod checkpoint;
+mod evaluation;
+mod learning;
+mod target;
+
+use std::sync::Arc;
+
+use ndarray::{Array1, Array2};
+
+use crate::chunk::{ChunkIndex, ChunkSpec};
+use crate::critic::CriticConfig;
+use crate::data::{StepColumns, StepDataset};
+use crate::nn::UnetConfig;
+use crate::policy::DenoiserConfig;
+
+use super::AgentConfig;
+
+/// One recorded episode (next_observations always recorded).
+pub struct Recorded {
+    pub observations: Vec<Vec<f32>>,
+    pub actions: Vec<Vec<f32>>,
+    pub rewards: Vec<f32>,
+    pub next_observations: Vec<Vec<f32>>,
+    /// The last step ended in a termination (else a timeout).
+    pub terminated: bool,
+}
+
+/// Concatenates episodes into step data.
+pub fn dataset(episodes: &[Recorded]) -> Arc<StepDataset> {
+    let rows = |pick: &dyn Fn(&Recorded) -> &Vec<Vec<f32>>| -> Array2<f32> {
+        let flat: Vec<Vec<f32>> = episodes
+            .iter()
+            .flat_map(|e| pick(e).iter().cloned())
+            .collect();
+        let width = flat[0].len();
+        Array2::from_shape_vec((flat.len(), width), flat.concat()).unwrap()
+    };
+    let (mut terminals, mut timeouts) = (vec![], vec![]);
+    for e in episodes {
+        let n = e.rewards.len();
+        terminals.extend((0..n).map(|i| i + 1 == n && e.terminated));
+        timeouts.extend((0..n).map(|i| i + 1 == n && !e.terminated));
+    }
+    let columns = StepColumns {
+        observations: rows(&|e| &e.observations).into_dyn(),
+        actions: rows(&|e| &e.actions).into_dyn(),
+        rewards: Array1::from_vec(episodes.iter().flat_map(|e| e.rewards.clone()).collect())
+            .into_dyn(),
+        terminals: Array1::from_vec(terminals).into_dyn(),
+        timeouts: Array1::from_vec(timeouts).into_dyn(),
+        next_observations: Some(rows(&|e| &e.next_observations).into_dyn()),
+    };
+    Arc::new(StepDataset::new("<test>", columns).unwrap())
+}
+
+pub fn index(data: Arc<StepDataset>, horizon: usize, gamma: f64, obs_horizon: usize) -> ChunkIndex {
+    ChunkIndex::new(data, ChunkSpec::new(horizon, gamma, obs_horizon).unwrap()).unwrap()
+}
+
+/// Small networks for fast tests: MLP policies and critics of the given
+/// width, tiny U-Nets, EMA copying from the start.
+pub fn small_config(width: i64) -> AgentConfig {
+    let net = DenoiserConfig {
+        hidden: vec![width, width],
+        unet: UnetConfig {
+            down_dims: vec![16, 32],
+            n_groups: 8,
+            time_embed_dim: 16,
+            ..UnetConfig::default()
+        },
+        ..DenoiserConfig::default()
+    };
+    let mut cfg = AgentConfig {
+        critic: CriticConfig {
+            hidden: vec![width, width],
+            state_hidden: vec![width],
+            state_dim: 32,
+            unet: UnetConfig {
+                down_dims: vec![16, 32],
+                n_groups: 8,
+                ..UnetConfig::default()
+            },
+            ..CriticConfig::default()
+        },
+        ema_start: 0,
+        ema_every: 1,
+        ..AgentConfig::default()
+    };
+    cfg.diffusion.net = net.clone();
+    cfg.consistency.net = net;
+    cfg
+}
+
+/// Runs with one intra-op thread: test threads already share the 2 cores.
+pub fn one_thread() {
+    tch::set_num_threads(1);
+}
