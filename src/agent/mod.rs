@@ -4,6 +4,7 @@
 //! critic step on the SMDP target, actor step (BC + eta * normalised Q),
 //! soft target update, EMA on its schedule, cosine learning-rate decay.
 
+mod any;
 mod batch;
 mod checkpoint;
 mod config;
@@ -17,9 +18,10 @@ mod tracking;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
+pub use any::AnyAgent;
 pub use batch::{DeviceNormalizer, OneStepTensors, TensorBatch};
 pub use checkpoint::{CheckpointInfo, read_checkpoint_info};
 pub use config::{AgentConfig, Algorithm, TargetKind};
@@ -42,7 +44,7 @@ pub type DiffusionQl = ChunkAgent<DiffusionPolicy>;
 pub type Cpql = ChunkAgent<ConsistencyPolicy>;
 
 /// What one update measured. Losses are batch means.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Updates done, this one included.
     pub step: u64,

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use chunkql::chunk::{ChunkIndex, ChunkSpec, write_chunks_npz};
 use chunkql::data::{self, DatasetSummary, LineWalk};
+use chunkql::env::{self, Level};
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -48,12 +49,16 @@ pub enum DatasetCommand {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Built-in data source: `line` (a point walking to a goal on a line;
-    /// terminations at the goal and timeouts after --max-steps).
+    /// A built-in environment (pendulum, pointmaze-umaze, pointmaze-medium,
+    /// pointmaze-large, and their -terminal variants), or `line` (toy data
+    /// with no environment: a point walking to a goal on a line).
     pub source: String,
-    #[arg(long, default_value_t = 200)]
+    /// Behaviour policy: expert, medium or random (environments only).
+    #[arg(long, default_value = "medium")]
+    pub level: Level,
+    #[arg(long, default_value_t = 100)]
     pub episodes: usize,
-    /// Steps per episode before a timeout.
+    /// `line` only: steps per episode before a timeout.
     #[arg(long, default_value_t = 50)]
     pub max_steps: usize,
     #[arg(long, default_value_t = 0)]
@@ -108,10 +113,13 @@ pub fn run(command: DatasetCommand) -> Result<()> {
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
+    if args.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
     let data = match args.source.as_str() {
         "line" => {
-            if args.episodes == 0 || args.max_steps == 0 {
-                bail!("--episodes and --max-steps must be at least 1");
+            if args.max_steps == 0 {
+                bail!("--max-steps must be at least 1");
             }
             LineWalk {
                 episodes: args.episodes,
@@ -121,17 +129,21 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
             }
             .generate()
         }
-        other => bail!("unknown data source `{other}` (known: line)"),
+        name => env::generate(name, args.level, args.episodes, args.seed)
+            .map_err(|e| anyhow::anyhow!("{e}, or line"))?,
     };
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     data::write_npz(&args.out, &data)?;
+    let summary = DatasetSummary::of(&data);
     println!(
-        "wrote {} steps in {} episodes to {}",
+        "wrote {} steps in {} episodes to {} (return {:.2} +- {:.2})",
         data.len(),
         data.episodes().len(),
-        args.out.display()
+        args.out.display(),
+        summary.episode_return.mean,
+        summary.episode_return.std
     );
     Ok(())
 }

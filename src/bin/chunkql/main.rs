@@ -2,6 +2,7 @@
 //! printed as one line; the exit code is non-zero on any error.
 
 mod dataset;
+mod train;
 
 use std::process::ExitCode;
 
@@ -24,8 +25,16 @@ enum Command {
     /// Inspect step data and the chunk transitions built from it.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
-    /// Write a built-in dataset to an .npz file.
+    /// Write a dataset recorded from a built-in environment's scripted
+    /// behaviour policy (or the `line` toy data) to an .npz file.
     Generate(dataset::GenerateArgs),
+    /// Train Diffusion-QL or CPQL on chunk transitions, with periodic
+    /// evaluation, checkpoints and learning curves.
+    Train(train::TrainArgs),
+    /// Evaluate a run folder or a checkpoint in its environment.
+    Eval(train::EvalArgs),
+    /// Measure the random and expert reference returns of an environment.
+    Reference(train::ReferenceArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +42,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dataset(command) => dataset::run(command),
         Command::Generate(args) => dataset::generate(args),
+        Command::Train(args) => train::train(args),
+        Command::Eval(args) => train::eval(args),
+        Command::Reference(args) => train::reference(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,196 @@
+//! `chunkql train`, `chunkql eval` and `chunkql reference`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use chunkql::agent::{Algorithm, AnyAgent, read_checkpoint_info};
+use chunkql::eval::{EvalConfig, evaluate, measure_reference};
+use chunkql::train::{self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, TrainConfig, parse_device};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// TOML config (every field has a default; see `docs/training.md`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Environment to evaluate in (and to generate the default data from).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Step data (.npz, or .h5 with the hdf5 feature); default
+    /// data/<env>-<level>.npz, generated if missing.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// dql (Diffusion-QL) or cpql.
+    #[arg(long, value_parser = ["dql", "cpql"])]
+    pub agent: Option<String>,
+    /// H: actions per chunk.
+    #[arg(long)]
+    pub horizon: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Gradient updates.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Override any config field: `--set agent.eta=2.5 --set batch_size=128`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Run folder (default runs/<env>-<agent>-h<H>-s<seed>, numbered if taken).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the killed or finished run in this folder from its last
+    /// checkpoint (its saved config is used; other options are not allowed).
+    #[arg(long, conflicts_with_all = ["config", "env", "dataset", "agent", "horizon", "seed", "device", "steps", "overrides", "out"])]
+    pub resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run folder or a checkpoint file.
+    pub run: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    pub episodes: usize,
+    /// Steps of each chunk executed before re-planning (default: the run's, or H).
+    #[arg(long)]
+    pub execute: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Environment (default: the one the run trained for).
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// Environment whose random and expert behaviour policies to measure.
+    pub env: String,
+    #[arg(long, default_value_t = 100)]
+    pub episodes: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn config_of(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => TrainConfig::from_file(path)?,
+        None => TrainConfig::default(),
+    };
+    if let Some(env) = &args.env {
+        cfg.env = env.clone();
+    }
+    if let Some(dataset) = &args.dataset {
+        cfg.dataset = dataset.clone();
+    }
+    if let Some(agent) = &args.agent {
+        cfg.algorithm = if agent == "cpql" {
+            Algorithm::Cpql
+        } else {
+            Algorithm::Dql
+        };
+    }
+    if let Some(h) = args.horizon {
+        cfg.horizon = h;
+    }
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
+    if let Some(device) = &args.device {
+        cfg.device = device.clone();
+    }
+    if let Some(steps) = args.steps {
+        cfg.steps = steps;
+    }
+    let cfg = cfg.with_overrides(&args.overrides)?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// runs/<env>-<agent>-h<H>-s<seed>, or the first numbered variant not taken.
+fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
+    let base = format!(
+        "runs/{}-{}-h{}-s{}",
+        cfg.env, cfg.algorithm, cfg.horizon, cfg.seed
+    );
+    let mut dir = PathBuf::from(&base);
+    let mut k = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{base}-{k}"));
+        k += 1;
+    }
+    dir
+}
+
+pub fn train(args: TrainArgs) -> Result<()> {
+    let summary = match &args.resume {
+        Some(dir) => train::resume(dir)?,
+        None => {
+            let cfg = config_of(&args)?;
+            let dir = args.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
+            eprintln!(
+                "training {} with H {} on {} into {}",
+                cfg.algorithm,
+                cfg.horizon,
+                cfg.env,
+                dir.display()
+            );
+            train::train(cfg, &dir)?
+        }
+    };
+    println!(
+        "run {}: {} steps, {:.1} steps/s\n{}",
+        summary.run_dir.display(),
+        summary.steps,
+        summary.steps_per_second,
+        summary.final_eval
+    );
+    Ok(())
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let (checkpoint, run_cfg) = if args.run.is_dir() {
+        let cfg = TrainConfig::from_file(&args.run.join(CONFIG_FILE))?;
+        (args.run.join(CHECKPOINT_FILE), Some(cfg))
+    } else {
+        (args.run.clone(), None)
+    };
+    let info = read_checkpoint_info(&checkpoint)?;
+    let state: Option<LoopState> = serde_json::from_value(info.extra).ok();
+    let env = args
+        .env
+        .clone()
+        .or_else(|| run_cfg.as_ref().map(|c| c.env.clone()))
+        .or_else(|| state.as_ref().map(|s| s.env.clone()))
+        .context("this checkpoint does not record its environment; pass --env")?;
+    let execute = args
+        .execute
+        .or_else(|| state.as_ref().map(|s| s.execute).filter(|&e| e > 0));
+    let agent = AnyAgent::load(&checkpoint, parse_device(&args.device)?)?;
+    if args.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let report = evaluate(
+        &agent,
+        &env,
+        EvalConfig {
+            episodes: args.episodes,
+            execute,
+            seed: args.seed,
+        },
+    )?;
+    println!("{} (step {}): {report}", checkpoint.display(), agent.step());
+    Ok(())
+}
+
+pub fn reference(args: ReferenceArgs) -> Result<()> {
+    let refs = measure_reference(&args.env, args.episodes, args.seed)?;
+    println!(
+        "{}: random {:.3}, expert {:.3} (mean return over {} episodes, seed {})",
+        args.env, refs.random, refs.expert, args.episodes, args.seed
+    );
+    Ok(())
+}

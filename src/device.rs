@@ -1,0 +1,36 @@
+//! Devices. CPU always works. CUDA needs libtorch_cuda, which the CPU-only
+//! set-up does not install and which the linker would drop anyway (nothing
+//! references it), so it is loaded at run time when a CUDA device is asked
+//! for (DESIGN.md 3): one binary for both set-ups.
+
+use tch::Device;
+
+/// The CUDA device `index`, loading libtorch_cuda first; a clear error when
+/// the CUDA build of torch or a GPU is missing.
+pub fn cuda(index: usize) -> Result<Device, String> {
+    if !tch::Cuda::is_available() {
+        // SAFETY: loading a shared library runs its initialisers; this is
+        // libtorch's own CUDA component, built for the libtorch we link.
+        let loaded = unsafe { libloading::Library::new("libtorch_cuda.so") };
+        match loaded {
+            // Keep it loaded for the life of the process.
+            Ok(library) => std::mem::forget(library),
+            Err(e) => {
+                return Err(format!(
+                    "CUDA was asked for but libtorch_cuda cannot be loaded ({e}); install the CUDA build with \
+                     `scripts/setup.sh --cuda` (see docs/scaling.md)"
+                ));
+            }
+        }
+    }
+    if !tch::Cuda::is_available() {
+        return Err("CUDA was asked for but no CUDA device is available".into());
+    }
+    let count = tch::Cuda::device_count() as usize;
+    if index >= count {
+        return Err(format!(
+            "cuda:{index} was asked for but there are {count} CUDA devices"
+        ));
+    }
+    Ok(Device::Cuda(index))
+}

@@ -1,0 +1,234 @@
+//! Evaluation: batched rollouts in which the policy emits a chunk and
+//! `execute` steps of it are run before it is asked again (default H, the
+//! SMDP-consistent choice); returns, normalised scores and success rates with
+//! 95% confidence intervals.
+
+mod reference;
+mod stats;
+
+use std::fmt;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+pub use reference::{ReferenceReturns, measure_reference, reference_returns};
+pub use stats::{MeanCi, mean_ci, t_critical, wilson};
+
+use crate::agent::{ChunkAgent, ChunkPolicy};
+use crate::chunk::ChunkDims;
+use crate::env::{Env, UnknownEnv, make, seed_for};
+use crate::noise::NoiseSource;
+
+/// Anything that turns observation histories into action chunks.
+pub trait ChunkActor {
+    fn dims(&self) -> ChunkDims;
+    /// obs histories `[B, To, O]` (raw units, CPU) -> chunks `[B, H, A]`
+    /// (raw action units).
+    fn act(&self, obs_history: &Tensor, noise: &mut NoiseSource) -> Tensor;
+    /// Device the actor's noise lives on.
+    fn device(&self) -> Device;
+}
+
+impl<P: ChunkPolicy> ChunkActor for ChunkAgent<P> {
+    fn dims(&self) -> ChunkDims {
+        ChunkAgent::dims(self)
+    }
+    fn act(&self, obs_history: &Tensor, noise: &mut NoiseSource) -> Tensor {
+        ChunkAgent::act(self, obs_history, noise)
+    }
+    fn device(&self) -> Device {
+        ChunkAgent::device(self)
+    }
+}
+
+/// How to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalConfig {
+    pub episodes: usize,
+    /// Steps of each chunk executed before re-planning (1..=H); `None` = H.
+    pub execute: Option<usize>,
+    /// Episode k starts from `seed_for(seed, k)`; the policy's noise stream
+    /// is seeded with `seed` too.
+    pub seed: u64,
+}
+
+/// One finished episode.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EpisodeResult {
+    pub episode_return: f64,
+    pub length: usize,
+    /// Success criterion reached at any step (tasks with one).
+    pub success: bool,
+}
+
+/// Results of an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    pub env: String,
+    pub episodes: Vec<EpisodeResult>,
+    pub execute: usize,
+    /// Mean undiscounted return with a 95% t interval over episodes.
+    pub episode_return: MeanCi,
+    /// 100 (R - R_random) / (R_expert - R_random), when the task has
+    /// reference returns.
+    pub normalized_score: Option<MeanCi>,
+    /// Fraction of successful episodes with a 95% Wilson interval, for tasks
+    /// with a success criterion.
+    pub success_rate: Option<MeanCi>,
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} episodes, return {}",
+            self.env,
+            self.episodes.len(),
+            self.episode_return
+        )?;
+        if let Some(score) = &self.normalized_score {
+            write!(f, ", normalised score {score}")?;
+        }
+        if let Some(rate) = &self.success_rate {
+            write!(f, ", success {rate}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of an evaluation.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EvalError {
+    #[error(transparent)]
+    UnknownEnv(#[from] UnknownEnv),
+    #[error(
+        "{env} has observation width {env_obs} and action width {env_act}, the policy {obs} and {act}"
+    )]
+    DimsMismatch {
+        env: String,
+        env_obs: usize,
+        env_act: usize,
+        obs: usize,
+        act: usize,
+    },
+    #[error("--execute must lie in 1..={horizon}, got {execute}")]
+    Execute { execute: usize, horizon: usize },
+    #[error("evaluation needs at least one episode")]
+    NoEpisodes,
+}
+
+/// Checks that `actor` fits `env` (observation and action widths).
+pub fn check_dims(env: &dyn Env, dims: ChunkDims) -> Result<(), EvalError> {
+    let spec = env.spec();
+    if spec.obs_dim != dims.obs_dim || spec.act_dim() != dims.act_dim {
+        return Err(EvalError::DimsMismatch {
+            env: spec.name.clone(),
+            env_obs: spec.obs_dim,
+            env_act: spec.act_dim(),
+            obs: dims.obs_dim,
+            act: dims.act_dim,
+        });
+    }
+    Ok(())
+}
+
+/// Rolls `cfg.episodes` episodes of `env_name` in parallel with `actor`.
+pub fn evaluate(
+    actor: &dyn ChunkActor,
+    env_name: &str,
+    cfg: EvalConfig,
+) -> Result<EvalReport, EvalError> {
+    let dims = actor.dims();
+    let execute = cfg.execute.unwrap_or(dims.horizon);
+    if execute == 0 || execute > dims.horizon {
+        return Err(EvalError::Execute {
+            execute,
+            horizon: dims.horizon,
+        });
+    }
+    if cfg.episodes == 0 {
+        return Err(EvalError::NoEpisodes);
+    }
+    let mut envs: Vec<Box<dyn Env>> = (0..cfg.episodes)
+        .map(|_| make(env_name))
+        .collect::<Result<_, _>>()?;
+    check_dims(envs[0].as_ref(), dims)?;
+    let (o, a, to, h) = (dims.obs_dim, dims.act_dim, dims.obs_horizon, dims.horizon);
+
+    // histories[k]: [To, O], oldest first; padded with the first observation.
+    let mut histories = vec![vec![0f32; to * o]; cfg.episodes];
+    let mut obs = vec![0f32; o];
+    for (k, env) in envs.iter_mut().enumerate() {
+        env.reset(seed_for(cfg.seed, k as u64), &mut obs);
+        for row in histories[k].chunks_exact_mut(o) {
+            row.copy_from_slice(&obs);
+        }
+    }
+    let mut results: Vec<Option<EpisodeResult>> = vec![None; cfg.episodes];
+    let mut running = vec![
+        EpisodeResult {
+            episode_return: 0.0,
+            length: 0,
+            success: false
+        };
+        cfg.episodes
+    ];
+    let mut noise = NoiseSource::new(cfg.seed, actor.device());
+    while results.iter().any(Option::is_none) {
+        let active: Vec<usize> = (0..cfg.episodes)
+            .filter(|&k| results[k].is_none())
+            .collect();
+        let batch: Vec<f32> = active
+            .iter()
+            .flat_map(|&k| histories[k].iter().copied())
+            .collect();
+        let obs_history =
+            Tensor::from_slice(&batch).view([active.len() as i64, to as i64, o as i64]);
+        let chunks = actor
+            .act(&obs_history, &mut noise)
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float);
+        let chunks: Vec<f32> = Vec::try_from(chunks.flatten(0, -1)).expect("chunks are f32");
+        for (row, &k) in active.iter().enumerate() {
+            for step in 0..execute {
+                let action = &chunks[(row * h + step) * a..(row * h + step + 1) * a];
+                let result = envs[k].step(action, &mut obs);
+                let episode = &mut running[k];
+                episode.episode_return += result.reward;
+                episode.length += 1;
+                episode.success |= result.success;
+                histories[k].rotate_left(o);
+                histories[k][(to - 1) * o..].copy_from_slice(&obs);
+                if result.terminated || result.truncated {
+                    results[k] = Some(*episode);
+                    break;
+                }
+            }
+        }
+    }
+    let episodes: Vec<EpisodeResult> = results.into_iter().map(|r| r.expect("finished")).collect();
+    let returns: Vec<f64> = episodes.iter().map(|e| e.episode_return).collect();
+    let spec = envs[0].spec();
+    let normalized_score = reference_returns(&spec.name).map(|refs| {
+        mean_ci(
+            &returns
+                .iter()
+                .map(|&r| refs.normalize(r))
+                .collect::<Vec<_>>(),
+        )
+    });
+    let success_rate = spec.has_success.then(|| {
+        wilson(
+            episodes.iter().filter(|e| e.success).count(),
+            episodes.len(),
+        )
+    });
+    Ok(EvalReport {
+        env: spec.name.clone(),
+        execute,
+        episode_return: mean_ci(&returns),
+        normalized_score,
+        success_rate,
+        episodes,
+    })
+}

@@ -1,0 +1,274 @@
+//! `TrainConfig`: one TOML file describes a run. Every field has a default;
+//! `--set key=value` (dotted keys, TOML values) overrides any of them; unknown
+//! keys and bad values are errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentConfig, Algorithm};
+use crate::chunk::{ChunkError, ChunkSpec};
+use crate::env::Level;
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Built-in environment to evaluate in (and to generate data from).
+    pub env: String,
+    /// Step data (.npz/.h5); empty: `data/<env>-<level>.npz`, generated if
+    /// missing.
+    pub dataset: String,
+    /// Behaviour level of generated data.
+    pub level: Level,
+    /// Episodes of generated data.
+    pub dataset_episodes: usize,
+    /// `dql` (Diffusion-QL) or `cpql`.
+    pub algorithm: Algorithm,
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Gradient updates.
+    pub steps: u64,
+    pub batch_size: usize,
+    /// H, actions per chunk.
+    pub horizon: usize,
+    /// To, observations per history.
+    pub obs_horizon: usize,
+    pub gamma: f64,
+    /// Metrics are logged every this many updates.
+    pub log_every: u64,
+    /// Evaluation every this many updates (and at the end); 0: only at the end.
+    pub eval_every: u64,
+    pub eval_episodes: usize,
+    /// Steps of each chunk executed before re-planning; 0: all H.
+    pub execute: usize,
+    /// A checkpoint every this many updates (and at the end).
+    pub checkpoint_every: u64,
+    /// Intra-op threads of libtorch; 0: all cores.
+    pub threads: usize,
+    pub agent: AgentConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            env: "pendulum".into(),
+            dataset: String::new(),
+            level: Level::Medium,
+            dataset_episodes: 100,
+            algorithm: Algorithm::Dql,
+            seed: 0,
+            device: "cpu".into(),
+            steps: 5000,
+            batch_size: 256,
+            horizon: 4,
+            obs_horizon: 1,
+            gamma: 0.99,
+            log_every: 50,
+            eval_every: 2500,
+            eval_episodes: 10,
+            execute: 0,
+            checkpoint_every: 1000,
+            threads: 0,
+            agent: AgentConfig::default(),
+        }
+    }
+}
+
+/// A config that could not be read or is invalid.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    #[error("--set {assignment}: {message}")]
+    Set { assignment: String, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl TrainConfig {
+    /// Reads a TOML config (missing fields take their defaults).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::File { file, message })
+    }
+
+    fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    /// Applies `key=value` overrides (dotted keys such as `agent.eta=2.5`;
+    /// values in TOML syntax, bare words taken as strings).
+    pub fn with_overrides(&self, assignments: &[String]) -> Result<Self, ConfigError> {
+        let mut table =
+            toml::Table::try_from(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for assignment in assignments {
+            let set_error = |message: String| ConfigError::Set {
+                assignment: assignment.clone(),
+                message,
+            };
+            let (key, raw) = assignment
+                .split_once('=')
+                .ok_or_else(|| set_error("expected key=value".into()))?;
+            let value = parse_value(raw.trim());
+            let path: Vec<&str> = key.trim().split('.').collect();
+            let (last, parents) = path.split_last().expect("split yields at least one part");
+            let mut node = &mut table;
+            for part in parents {
+                node = node
+                    .get_mut(*part)
+                    .and_then(|v| v.as_table_mut())
+                    .ok_or_else(|| set_error(format!("unknown key `{key}`")))?;
+            }
+            if !node.contains_key(*last) {
+                return Err(set_error(format!("unknown key `{key}`")));
+            }
+            node.insert(last.to_string(), value);
+            let check: Result<TrainConfig, _> = toml::Value::Table(table.clone()).try_into();
+            check.map_err(|e| set_error(e.message().to_string()))?;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))
+    }
+
+    /// The config as TOML (what is saved next to every run).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config always serialises")
+    }
+
+    /// The chunk parameters (validated).
+    pub fn chunk_spec(&self) -> Result<ChunkSpec, ChunkError> {
+        ChunkSpec::new(self.horizon, self.gamma, self.obs_horizon)
+    }
+
+    /// Checks everything that does not need the data or the environment.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.chunk_spec()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.agent
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.steps == 0 {
+            return invalid("steps must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size must be at least 1".into());
+        }
+        if self.log_every == 0 || self.checkpoint_every == 0 {
+            return invalid("log_every and checkpoint_every must be at least 1".into());
+        }
+        if self.eval_episodes == 0 {
+            return invalid("eval_episodes must be at least 1".into());
+        }
+        if self.execute > self.horizon {
+            return invalid(format!(
+                "execute must lie in 0..={} (0 = H), got {}",
+                self.horizon, self.execute
+            ));
+        }
+        if self.dataset.is_empty() && self.dataset_episodes == 0 {
+            return invalid("dataset_episodes must be at least 1 to generate data".into());
+        }
+        Ok(())
+    }
+
+    /// The step data this run trains on.
+    pub fn dataset_path(&self) -> PathBuf {
+        if self.dataset.is_empty() {
+            PathBuf::from(format!("data/{}-{}.npz", self.env, self.level))
+        } else {
+            PathBuf::from(&self.dataset)
+        }
+    }
+}
+
+/// A `--set` value: TOML if it parses as one, else a plain string.
+fn parse_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match wrapped.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let cfg = TrainConfig::default();
+        assert_eq!(TrainConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
+        assert_eq!(TrainConfig::from_toml("").unwrap(), cfg);
+    }
+
+    #[test]
+    fn overrides_set_nested_values_and_parse_types() {
+        let cfg = TrainConfig::default()
+            .with_overrides(&[
+                "agent.eta=2.5".into(),
+                "horizon=8".into(),
+                "algorithm=cpql".into(),
+                "agent.critic.hidden=[64, 64]".into(),
+                "agent.target=one_step".into(),
+            ])
+            .unwrap();
+        assert_eq!(cfg.agent.eta, 2.5);
+        assert_eq!(cfg.horizon, 8);
+        assert_eq!(cfg.algorithm, Algorithm::Cpql);
+        assert_eq!(cfg.agent.critic.hidden, vec![64, 64]);
+        assert_eq!(cfg.agent.target, crate::agent::TargetKind::OneStep);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = TrainConfig::default()
+            .with_overrides(&["agent.etta=1".into()])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--set agent.etta=1: unknown key `agent.etta`"
+        );
+        let err = TrainConfig::default()
+            .with_overrides(&["horizon=many".into()])
+            .unwrap_err();
+        assert!(err.to_string().starts_with("--set horizon=many: "), "{err}");
+        let err = TrainConfig::default()
+            .with_overrides(&["algorithm=sac".into()])
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown variant `sac`"), "{err}");
+        let err = TrainConfig::from_toml("stepz = 3").unwrap_err();
+        assert!(err.contains("unknown field `stepz`"), "{err}");
+        let err = TrainConfig::default()
+            .with_overrides(&["noequals".into()])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "--set noequals: expected key=value");
+    }
+
+    #[test]
+    fn validation_catches_bad_numbers() {
+        let bad = |f: &dyn Fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            bad(&|c| c.horizon = 0),
+            "invalid config: chunk horizon H must be at least 1, got 0"
+        );
+        assert_eq!(
+            bad(&|c| c.gamma = 1.5),
+            "invalid config: discount gamma must lie in (0, 1], got 1.5"
+        );
+        assert!(bad(&|c| c.agent.tau = 0.0).contains("tau"));
+        assert!(bad(&|c| c.execute = 9).contains("execute"));
+        assert!(TrainConfig::default().validate().is_ok());
+    }
+}

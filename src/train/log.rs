@@ -1,0 +1,147 @@
+//! JSON-lines logs of a run: one object per line, appended and flushed as the
+//! run goes; on resume, rows past the checkpoint are dropped so that the log
+//! of a resumed run equals that of an uninterrupted one.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Metrics;
+use crate::eval::EvalReport;
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    /// Updates per second since the run (or the resume) started.
+    pub steps_per_second: f64,
+}
+
+/// One line of `eval.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    pub step: u64,
+    pub episodes: usize,
+    pub mean_return: f64,
+    pub return_low: f64,
+    pub return_high: f64,
+    pub normalized_score: Option<f64>,
+    pub success_rate: Option<f64>,
+}
+
+impl EvalRow {
+    pub fn of(step: u64, report: &EvalReport) -> Self {
+        EvalRow {
+            step,
+            episodes: report.episodes.len(),
+            mean_return: report.episode_return.mean,
+            return_low: report.episode_return.low,
+            return_high: report.episode_return.high,
+            normalized_score: report.normalized_score.map(|s| s.mean),
+            success_rate: report.success_rate.map(|s| s.mean),
+        }
+    }
+}
+
+/// Appends JSON lines to a file.
+pub struct Appender {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Appender {
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Appender {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    pub fn append<T: Serialize>(&mut self, row: &T) -> Result<(), String> {
+        let line = serde_json::to_string(row).expect("rows serialise");
+        writeln!(self.out, "{line}")
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    pub fn flush(&mut self) -> Result<(), String> {
+        self.out
+            .flush()
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+/// The rows of a JSON-lines file that parse (a line torn by a kill does not);
+/// an empty list when the file does not exist.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut rows = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if let Ok(row) = serde_json::from_str(&line) {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+#[derive(Deserialize)]
+struct Step {
+    step: u64,
+}
+
+/// Keeps the lines of `path` whose `step` is at most `step` (atomically).
+pub fn truncate_after(path: &Path, step: u64) -> Result<(), String> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let kept: String = text
+        .lines()
+        .filter(|line| serde_json::from_str::<Step>(line).is_ok_and(|s| s.step <= step))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    crate::fsutil::atomic_write(path, |w| w.write_all(kept.as_bytes()))
+        .map_err(|e| format!("cannot rewrite {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_rows_up_to_the_step_and_drops_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        std::fs::write(
+            &path,
+            "{\"step\":1,\"x\":1}\n{\"step\":2,\"x\":2}\n{\"step\":3,\"x\":3}\n{\"step\":4,\"x\"",
+        )
+        .unwrap();
+        truncate_after(&path, 2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"step\":1,\"x\":1}\n{\"step\":2,\"x\":2}\n"
+        );
+        let rows: Vec<serde_json::Value> = read_jsonl(&path).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            read_jsonl::<serde_json::Value>(&dir.path().join("none"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! The training loop: data (loaded, or generated once), the chunk index, the
+//! agent, and a loop of sample -> update with a progress bar, metrics every
+//! `log_every` updates (JSONL), periodic evaluation, atomic checkpoints, and
+//! learning curves at the end. A killed run resumes from its last checkpoint
+//! and ends exactly where an uninterrupted run would.
+//!
+//! Run folder: `config.toml` (resolved), `metrics.jsonl`, `eval.jsonl`,
+//! `checkpoint.safetensors`, `curves.png`, `summary.json`.
+
+mod config;
+mod log;
+mod plot;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+pub use config::{ConfigError, TrainConfig};
+pub use log::{EvalRow, MetricsRow, read_jsonl};
+pub use plot::plot_curves;
+
+use crate::agent::{AgentError, AnyAgent, read_checkpoint_info};
+use crate::chunk::{ChunkError, ChunkIndex};
+use crate::data::{self, DataError, Normalizer, StepDataset};
+use crate::env::{self, UnknownEnv};
+use crate::eval::{EvalConfig, EvalError, EvalReport, evaluate};
+use crate::noise::{NoiseSource, NoiseState};
+
+/// Files of a run folder.
+pub const CONFIG_FILE: &str = "config.toml";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const EVAL_FILE: &str = "eval.jsonl";
+pub const CURVES_FILE: &str = "curves.png";
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// Everything that can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Env(#[from] UnknownEnv),
+    #[error("{0}")]
+    Run(String),
+}
+
+/// The training loop's own state, stored in every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Position of the batch sampler's random stream.
+    pub sampler: NoiseState,
+    /// Environment the run evaluates in.
+    pub env: String,
+    /// Steps of each chunk executed in evaluation (0 = H).
+    pub execute: usize,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    pub steps: u64,
+    pub seconds: f64,
+    pub steps_per_second: f64,
+    pub final_eval: EvalReport,
+}
+
+/// `cpu`, `cuda` or `cuda:N` -> a device that works here, or a clear error.
+pub fn parse_device(name: &str) -> Result<Device, TrainError> {
+    let index = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+            .ok_or_else(|| {
+                TrainError::Run(format!(
+                    "unknown device `{other}` (use cpu, cuda or cuda:N)"
+                ))
+            })?,
+    };
+    crate::device::cuda(index).map_err(TrainError::Run)
+}
+
+/// Loads the run's step data, generating the default dataset first if the
+/// config names none and it is missing.
+pub fn load_dataset(cfg: &TrainConfig, say: &dyn Fn(&str)) -> Result<StepDataset, TrainError> {
+    let path = cfg.dataset_path();
+    if cfg.dataset.is_empty() && !path.exists() {
+        say(&format!(
+            "generating {} ({} episodes of {} {})",
+            path.display(),
+            cfg.dataset_episodes,
+            cfg.env,
+            cfg.level
+        ));
+        let generated = env::generate(&cfg.env, cfg.level, cfg.dataset_episodes, 0)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        data::write_npz(&path, &generated)?;
+    }
+    Ok(data::load(&path)?)
+}
+
+/// A run in progress.
+struct Run {
+    cfg: TrainConfig,
+    dir: PathBuf,
+    index: ChunkIndex,
+    agent: AnyAgent,
+    sampler: NoiseSource,
+}
+
+/// Trains from scratch into `dir` (which must not hold a run yet).
+pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
+    cfg.validate()?;
+    if dir.join(CONFIG_FILE).exists() {
+        return Err(TrainError::Run(format!(
+            "{} already holds a run; continue it with --resume {0} or choose another --out",
+            dir.display()
+        )));
+    }
+    let device = parse_device(&cfg.device)?;
+    set_threads(cfg.threads);
+    let say = |m: &str| eprintln!("{m}");
+    let data = Arc::new(load_dataset(&cfg, &say)?);
+    let environment = env::make(&cfg.env)?;
+    let spec = environment.spec();
+    if spec.obs_dim != data.obs_dim() || spec.act_dim() != data.act_dim() {
+        return Err(TrainError::Run(format!(
+            "{} has observation width {} and action width {}, but env {} has {} and {}",
+            data.source(),
+            data.obs_dim(),
+            data.act_dim(),
+            spec.name,
+            spec.obs_dim,
+            spec.act_dim()
+        )));
+    }
+    let normalizer = Normalizer::fit(&data)
+        .with_action_bounds(spec.action_low.clone(), spec.action_high.clone());
+    let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
+    let summary = index.summary();
+    if summary.dropped() > 0 {
+        say(&format!(
+            "{}: {}",
+            index.data().source(),
+            summary.dropped_reason()
+        ));
+    }
+    let mut agent_cfg = cfg.agent.clone();
+    if agent_cfg.lr_decay_steps == 0 {
+        agent_cfg.lr_decay_steps = cfg.steps;
+    }
+    let dims = index.empty_batch(1).dims();
+    let agent = AnyAgent::new(
+        cfg.algorithm,
+        agent_cfg.clone(),
+        dims,
+        normalizer,
+        device,
+        cfg.seed,
+    )?;
+    let resolved = TrainConfig {
+        agent: agent_cfg,
+        ..cfg
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", dir.display())))?;
+    crate::fsutil::atomic_write(&dir.join(CONFIG_FILE), |w| {
+        std::io::Write::write_all(w, resolved.to_toml().as_bytes())
+    })
+    .map_err(|e| {
+        TrainError::Run(format!(
+            "cannot write {}: {e}",
+            dir.join(CONFIG_FILE).display()
+        ))
+    })?;
+    let sampler = NoiseSource::new(crate::env::seed_for(resolved.seed, 0x5A_3B1E), Device::Cpu);
+    Run {
+        cfg: resolved,
+        dir: dir.to_path_buf(),
+        index,
+        agent,
+        sampler,
+    }
+    .go()
+}
+
+/// Continues the run in `dir` from its last checkpoint.
+pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
+    let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let checkpoint = dir.join(CHECKPOINT_FILE);
+    let device = parse_device(&cfg.device)?;
+    set_threads(cfg.threads);
+    let info = read_checkpoint_info(&checkpoint)?;
+    let state: LoopState = serde_json::from_value(info.extra).map_err(|e| {
+        TrainError::Run(format!(
+            "{}: no training-loop state ({e})",
+            checkpoint.display()
+        ))
+    })?;
+    let data = Arc::new(load_dataset(&cfg, &|m| eprintln!("{m}"))?);
+    let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
+    let agent = AnyAgent::load(&checkpoint, device)?;
+    let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu)
+        .ok_or_else(|| TrainError::Run(format!("{}: bad sampler state", checkpoint.display())))?;
+    let step = agent.step();
+    log::truncate_after(&dir.join(METRICS_FILE), step).map_err(TrainError::Run)?;
+    log::truncate_after(&dir.join(EVAL_FILE), step).map_err(TrainError::Run)?;
+    eprintln!("resuming {} at step {step} of {}", dir.display(), cfg.steps);
+    Run {
+        cfg,
+        dir: dir.to_path_buf(),
+        index,
+        agent,
+        sampler,
+    }
+    .go()
+}
+
+fn set_threads(threads: usize) {
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+}
+
+impl Run {
+    fn go(mut self) -> Result<TrainSummary, TrainError> {
+        let cfg = self.cfg.clone();
+        let progress = ProgressBar::new(cfg.steps).with_position(self.agent.step());
+        progress.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} {msg}",
+            )
+            .expect("template"),
+        );
+        let say = |m: &str| {
+            if progress.is_hidden() {
+                eprintln!("{m}");
+            } else {
+                progress.println(m);
+            }
+        };
+        let mut metrics_log =
+            log::Appender::open(&self.dir.join(METRICS_FILE)).map_err(TrainError::Run)?;
+        let mut eval_log =
+            log::Appender::open(&self.dir.join(EVAL_FILE)).map_err(TrainError::Run)?;
+        let mut batch = self.index.empty_batch(cfg.batch_size);
+        if cfg.agent.target == crate::agent::TargetKind::OneStep {
+            batch = batch.with_one_step();
+        }
+        let started = Instant::now();
+        let first_step = self.agent.step();
+        let mut final_eval = None;
+        while self.agent.step() < cfg.steps {
+            self.index.sample_into(&mut batch, self.sampler.rng());
+            let metrics = self.agent.update(&batch);
+            let step = metrics.step;
+            progress.set_position(step);
+            if !metrics.critic_loss.is_finite() || !metrics.actor_loss.is_finite() {
+                return Err(TrainError::Run(format!(
+                    "training diverged at step {step} (critic loss {}, actor loss {}); try a smaller learning rate or grad_clip",
+                    metrics.critic_loss, metrics.actor_loss
+                )));
+            }
+            if step % cfg.log_every == 0 || step == cfg.steps {
+                let elapsed = started.elapsed().as_secs_f64();
+                let rate = (step - first_step) as f64 / elapsed.max(1e-9);
+                progress.set_message(format!(
+                    "critic {:.4} actor {:.4} bc {:.4} q {:.2}",
+                    metrics.critic_loss, metrics.actor_loss, metrics.bc_loss, metrics.q_mean
+                ));
+                metrics_log
+                    .append(&MetricsRow {
+                        metrics,
+                        steps_per_second: rate,
+                    })
+                    .map_err(TrainError::Run)?;
+            }
+            let evaluate_now =
+                (cfg.eval_every > 0 && step % cfg.eval_every == 0) || step == cfg.steps;
+            if evaluate_now {
+                let report = self.evaluate()?;
+                say(&format!("step {step}: {report}"));
+                eval_log
+                    .append(&EvalRow::of(step, &report))
+                    .map_err(TrainError::Run)?;
+                final_eval = Some(report);
+            }
+            if step % cfg.checkpoint_every == 0 || step == cfg.steps {
+                metrics_log.flush().map_err(TrainError::Run)?;
+                eval_log.flush().map_err(TrainError::Run)?;
+                let state = LoopState {
+                    sampler: self.sampler.state(),
+                    env: cfg.env.clone(),
+                    execute: cfg.execute,
+                };
+                let state = serde_json::to_value(state).expect("serialisable");
+                self.agent.save(&self.dir.join(CHECKPOINT_FILE), state)?;
+            }
+        }
+        progress.finish_and_clear();
+        metrics_log.flush().map_err(TrainError::Run)?;
+        eval_log.flush().map_err(TrainError::Run)?;
+        let final_eval = match final_eval {
+            Some(report) => report,
+            None => self.evaluate()?,
+        };
+        plot_curves(&self.dir).map_err(TrainError::Run)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let summary = TrainSummary {
+            run_dir: self.dir.clone(),
+            steps: cfg.steps,
+            seconds,
+            steps_per_second: (cfg.steps - first_step) as f64 / seconds.max(1e-9),
+            final_eval,
+        };
+        let json = serde_json::to_string_pretty(&summary).expect("serialisable");
+        crate::fsutil::atomic_write(&self.dir.join(SUMMARY_FILE), |w| {
+            std::io::Write::write_all(w, json.as_bytes())
+        })
+        .map_err(|e| TrainError::Run(format!("cannot write summary: {e}")))?;
+        Ok(summary)
+    }
+
+    /// Evaluation with the same episode seeds every time (common random
+    /// numbers across a run's evaluations and across resumes).
+    fn evaluate(&self) -> Result<EvalReport, TrainError> {
+        let execute = (self.cfg.execute > 0).then_some(self.cfg.execute);
+        let eval = EvalConfig {
+            episodes: self.cfg.eval_episodes,
+            execute,
+            seed: eval_seed(self.cfg.seed),
+        };
+        Ok(evaluate(&self.agent, &self.cfg.env, eval)?)
+    }
+}
+
+/// Seed of a run's evaluation episodes (disjoint from training data seeds).
+pub fn eval_seed(seed: u64) -> u64 {
+    crate::env::seed_for(seed, 0xE7A1)
+}
