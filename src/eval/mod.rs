@@ -5,6 +5,8 @@
 
 mod reference;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
@@ -132,10 +134,22 @@ pub fn check_dims(env: &dyn Env, dims: ChunkDims) -> Result<(), EvalError> {
     Ok(())
 }
 
-/// Rolls `cfg.episodes` episodes of `env_name` in parallel with `actor`.
+/// Rolls `cfg.episodes` episodes of the built-in `env_name` in parallel
+/// with `actor`.
 pub fn evaluate(
     actor: &dyn ChunkActor,
     env_name: &str,
+    cfg: EvalConfig,
+) -> Result<EvalReport, EvalError> {
+    make(env_name)?;
+    evaluate_with(actor, &|| make(env_name).expect("checked above"), cfg)
+}
+
+/// Rolls `cfg.episodes` episodes, each in a fresh environment from
+/// `make_env`, in parallel with `actor`.
+pub fn evaluate_with(
+    actor: &dyn ChunkActor,
+    make_env: &dyn Fn() -> Box<dyn Env>,
     cfg: EvalConfig,
 ) -> Result<EvalReport, EvalError> {
     let dims = actor.dims();
@@ -149,9 +163,7 @@ pub fn evaluate(
     if cfg.episodes == 0 {
         return Err(EvalError::NoEpisodes);
     }
-    let mut envs: Vec<Box<dyn Env>> = (0..cfg.episodes)
-        .map(|_| make(env_name))
-        .collect::<Result<_, _>>()?;
+    let mut envs: Vec<Box<dyn Env>> = (0..cfg.episodes).map(|_| make_env()).collect();
     check_dims(envs[0].as_ref(), dims)?;
     let (o, a, to, h) = (dims.obs_dim, dims.act_dim, dims.obs_horizon, dims.horizon);
 

@@ -1,0 +1,230 @@
+//! Evaluation mechanics on a fake environment with a scripted actor: chunk
+//! execution, history padding, episodes that end at different times, errors.
+
+use std::cell::RefCell;
+
+use tch::{Device, Tensor};
+
+use super::*;
+use crate::env::{Behaviour, EnvSpec, Level, RandomBehaviour, StepResult};
+
+/// obs = [t] (steps taken); reward = the action; truncated after `limit`
+/// steps, or terminated after `1 + seed % 4` steps when `terminate_early`.
+struct Counter {
+    spec: EnvSpec,
+    t: usize,
+    end: usize,
+    terminate_early: bool,
+}
+
+impl Counter {
+    fn new(limit: usize, terminate_early: bool) -> Self {
+        let spec = EnvSpec {
+            name: "counter".into(),
+            obs_dim: 1,
+            action_low: vec![-1e6],
+            action_high: vec![1e6],
+            max_steps: limit,
+            has_success: true,
+        };
+        Counter {
+            spec,
+            t: 0,
+            end: limit,
+            terminate_early,
+        }
+    }
+}
+
+impl Env for Counter {
+    fn spec(&self) -> &EnvSpec {
+        &self.spec
+    }
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) {
+        self.t = 0;
+        self.end = if self.terminate_early {
+            1 + (seed % 4) as usize
+        } else {
+            self.spec.max_steps
+        };
+        obs[0] = 0.0;
+    }
+    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> StepResult {
+        self.t += 1;
+        obs[0] = self.t as f32;
+        let over = self.t >= self.end;
+        StepResult {
+            reward: action[0] as f64,
+            terminated: over && self.terminate_early,
+            truncated: over && !self.terminate_early,
+            success: action[0] >= 40.0,
+        }
+    }
+    fn behaviour(&self, _level: Level) -> Box<dyn Behaviour> {
+        Box::new(RandomBehaviour {
+            low: vec![-1.0],
+            high: vec![1.0],
+        })
+    }
+}
+
+/// H = 3, To = 2: chunk j-th action = 10 * (last obs of the history) + j;
+/// records every history it was given.
+struct Script {
+    histories: RefCell<Vec<Vec<f32>>>,
+}
+
+impl ChunkActor for Script {
+    fn dims(&self) -> ChunkDims {
+        ChunkDims {
+            obs_dim: 1,
+            act_dim: 1,
+            horizon: 3,
+            obs_horizon: 2,
+        }
+    }
+    fn act(&self, obs_history: &Tensor, _noise: &mut NoiseSource) -> Tensor {
+        let b = obs_history.size()[0];
+        let flat: Vec<f32> = Vec::try_from(obs_history.flatten(0, -1)).unwrap();
+        let mut out = Vec::new();
+        for h in flat.chunks(2) {
+            self.histories.borrow_mut().push(h.to_vec());
+            out.extend((0..3).map(|j| 10.0 * h[1] + j as f32));
+        }
+        Tensor::from_slice(&out).view([b, 3, 1])
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+}
+
+fn script() -> Script {
+    Script {
+        histories: RefCell::new(Vec::new()),
+    }
+}
+
+#[test]
+fn executes_the_first_steps_of_each_chunk_and_replans() {
+    let actor = script();
+    let cfg = EvalConfig {
+        episodes: 1,
+        execute: Some(2),
+        seed: 0,
+    };
+    let report = evaluate_with(&actor, &|| Box::new(Counter::new(5, false)), cfg).unwrap();
+    // Queries at t = 0 (history padded with the first obs), 2 and 4:
+    // actions 0, 1 | 20, 21 | 40 -> return 82; success (an action >= 40).
+    assert_eq!(
+        *actor.histories.borrow(),
+        vec![vec![0.0, 0.0], vec![1.0, 2.0], vec![3.0, 4.0]]
+    );
+    assert_eq!(
+        report.episodes,
+        vec![EpisodeResult {
+            episode_return: 82.0,
+            length: 5,
+            success: true
+        }]
+    );
+    assert_eq!(report.execute, 2);
+}
+
+#[test]
+fn executes_whole_chunks_by_default() {
+    let actor = script();
+    let cfg = EvalConfig {
+        episodes: 1,
+        execute: None,
+        seed: 0,
+    };
+    let report = evaluate_with(&actor, &|| Box::new(Counter::new(5, false)), cfg).unwrap();
+    // 0, 1, 2 | 30, 31 (truncated at 5) -> 64.
+    assert_eq!(report.episodes[0].episode_return, 64.0);
+    assert_eq!(
+        *actor.histories.borrow(),
+        vec![vec![0.0, 0.0], vec![2.0, 3.0]]
+    );
+    assert_eq!(report.success_rate.unwrap().mean, 0.0);
+}
+
+#[test]
+fn episodes_that_end_early_stop_and_the_rest_go_on() {
+    let actor = script();
+    let cfg = EvalConfig {
+        episodes: 6,
+        execute: Some(1),
+        seed: 3,
+    };
+    let report = evaluate_with(&actor, &|| Box::new(Counter::new(100, true)), cfg).unwrap();
+    for (k, episode) in report.episodes.iter().enumerate() {
+        let length = 1 + (seed_for(3, k as u64) % 4) as usize;
+        // Action at step i is 10 * i (the last obs is i): return 10 * sum(0..length).
+        let expected: f64 = (0..length).map(|i| 10.0 * i as f64).sum();
+        assert_eq!(
+            (episode.length, episode.episode_return),
+            (length, expected),
+            "episode {k}"
+        );
+    }
+    let returns: Vec<f64> = report.episodes.iter().map(|e| e.episode_return).collect();
+    assert_eq!(report.episode_return, mean_ci(&returns));
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    let actor = script();
+    let counter = || -> Box<dyn Env> { Box::new(Counter::new(5, false)) };
+    let run = |episodes, execute| {
+        evaluate_with(
+            &actor,
+            &counter,
+            EvalConfig {
+                episodes,
+                execute,
+                seed: 0,
+            },
+        )
+        .unwrap_err()
+    };
+    assert_eq!(
+        run(1, Some(0)),
+        EvalError::Execute {
+            execute: 0,
+            horizon: 3
+        }
+    );
+    assert_eq!(
+        run(1, Some(4)),
+        EvalError::Execute {
+            execute: 4,
+            horizon: 3
+        }
+    );
+    assert_eq!(run(0, None), EvalError::NoEpisodes);
+    let err = evaluate(
+        &actor,
+        "pendulum",
+        EvalConfig {
+            episodes: 1,
+            execute: None,
+            seed: 0,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pendulum has observation width 3 and action width 1, the policy 1 and 1"
+    );
+    let err = evaluate(
+        &actor,
+        "nowhere",
+        EvalConfig {
+            episodes: 1,
+            execute: None,
+            seed: 0,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("unknown environment `nowhere`"));
+}
