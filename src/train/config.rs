@@ -150,6 +150,7 @@ impl TrainConfig {
     /// Checks everything that does not need the data or the environment.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        crate::env::make(&self.env).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.chunk_spec()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.agent

@@ -191,6 +191,14 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
             dir.join(CONFIG_FILE).display()
         ))
     })?;
+    say(&format!(
+        "training {} with H {} on {} ({} sampleable chunks) into {}",
+        resolved.algorithm,
+        resolved.horizon,
+        resolved.env,
+        index.len(),
+        dir.display()
+    ));
     let sampler = NoiseSource::new(crate::env::seed_for(resolved.seed, 0x5A_3B1E), Device::Cpu);
     Run {
         cfg: resolved,

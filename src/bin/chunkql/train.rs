@@ -22,7 +22,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub dataset: Option<String>,
     /// dql (Diffusion-QL) or cpql.
-    #[arg(long, value_parser = ["dql", "cpql"])]
+    #[arg(long)]
     pub agent: Option<String>,
     /// H: actions per chunk.
     #[arg(long)]
@@ -87,10 +87,10 @@ fn config_of(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.dataset = dataset.clone();
     }
     if let Some(agent) = &args.agent {
-        cfg.algorithm = if agent == "cpql" {
-            Algorithm::Cpql
-        } else {
-            Algorithm::Dql
+        cfg.algorithm = match agent.as_str() {
+            "dql" => Algorithm::Dql,
+            "cpql" => Algorithm::Cpql,
+            other => bail!("unknown agent `{other}` (known: dql, cpql)"),
         };
     }
     if let Some(h) = args.horizon {
@@ -131,13 +131,6 @@ pub fn train(args: TrainArgs) -> Result<()> {
         None => {
             let cfg = config_of(&args)?;
             let dir = args.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
-            eprintln!(
-                "training {} with H {} on {} into {}",
-                cfg.algorithm,
-                cfg.horizon,
-                cfg.env,
-                dir.display()
-            );
             train::train(cfg, &dir)?
         }
     };

@@ -1,0 +1,354 @@
+//! End-to-end tests of `chunkql train` and `chunkql eval` on tiny networks:
+//! a run and its files, exact resume after a kill, a kill during checkpoint
+//! writes, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn chunkql() -> Command {
+    Command::cargo_bin("chunkql").unwrap()
+}
+
+fn binary() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("chunkql")
+}
+
+/// A small pendulum dataset and a config for tiny, fast runs.
+fn setup(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
+    let data = dir.join("pendulum.npz");
+    if !data.exists() {
+        chunkql()
+            .args(["generate", "pendulum", "--episodes", "5", "--out"])
+            .arg(&data)
+            .assert()
+            .success();
+    }
+    let config = dir.join(format!("tiny-{steps}-{checkpoint_every}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "dataset = \"{}\"\nsteps = {steps}\nbatch_size = 32\nlog_every = 10\neval_every = 100\n\
+             eval_episodes = 2\ncheckpoint_every = {checkpoint_every}\nthreads = 1\n\
+             [agent.critic]\nhidden = [32, 32]\n[agent.diffusion.net]\nhidden = [32, 32]\n\
+             [agent.consistency.net]\nhidden = [32, 32]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("steps_per_second");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_writes_its_files_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 40, 20);
+    let run = dir.path().join("run");
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--agent", "cpql", "--horizon", "2", "--out"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("40 steps"))
+        .stdout(predicate::str::contains("pendulum: 2 episodes, return"))
+        .stdout(predicate::str::contains("normalised score"));
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "eval.jsonl",
+        "checkpoint.safetensors",
+        "curves.png",
+        "summary.json",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        saved.contains("algorithm = \"cpql\"") && saved.contains("horizon = 2"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("lr_decay_steps = 40"),
+        "the resolved config is saved"
+    );
+    assert_eq!(lines(&run.join("metrics.jsonl")).len(), 4);
+
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--episodes", "3"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(step 40): pendulum: 3 episodes"));
+    chunkql()
+        .arg("eval")
+        .arg(run.join("checkpoint.safetensors"))
+        .args(["--episodes", "1", "--execute", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("pendulum: 1 episodes"));
+    // The folder already holds a run.
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "already holds a run; continue it with --resume",
+        ));
+}
+
+/// Starts a run in the background and kills it (SIGKILL) once `ready` holds.
+fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run did not get far enough"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn checkpoint_step(run: &Path) -> u64 {
+    chunkql::agent::read_checkpoint_info(&run.join("checkpoint.safetensors"))
+        .map(|i| i.step)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 600, 50);
+    let whole = dir.path().join("whole");
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
+
+    let killed = dir.path().join("killed");
+    let child = Process::new(binary())
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&killed)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(child, || checkpoint_step(&killed) >= 100);
+    let at = checkpoint_step(&killed);
+    assert!(at < 600, "killed before the end (checkpoint at {at})");
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&killed)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "resuming {} at step {at} of 600",
+            killed.display()
+        )));
+
+    assert_eq!(
+        lines(&killed.join("metrics.jsonl")),
+        lines(&whole.join("metrics.jsonl"))
+    );
+    assert_eq!(
+        lines(&killed.join("eval.jsonl")),
+        lines(&whole.join("eval.jsonl"))
+    );
+}
+
+#[test]
+fn a_kill_during_checkpoint_writes_leaves_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 100_000, 1);
+    let run = dir.path().join("run");
+    let child = Process::new(binary())
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A checkpoint every update: most of the time is spent writing one.
+    kill_when(child, || checkpoint_step(&run) >= 30);
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--episodes", "1"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let line = dir.path().join("line.npz");
+    chunkql()
+        .args(["generate", "line", "--episodes", "3", "--out"])
+        .arg(&line)
+        .assert()
+        .success();
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "stepz = 3\n").unwrap();
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, "not a checkpoint").unwrap();
+    let out = dir.path().join("out");
+    // Every case names --out inside the temporary folder, so that a case that
+    // wrongly succeeds cannot write into the working directory.
+    let c = config.display().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--env".into(),
+                "mars".into(),
+            ],
+            "error: invalid config: unknown environment `mars`",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--agent".into(),
+                "sac".into(),
+            ],
+            "error: unknown agent `sac` (known: dql, cpql)",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--dataset".into(),
+                line.display().to_string(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            "has observation width 2 and action width 1, but env pendulum has 3 and 1",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                bad_toml.display().to_string(),
+            ],
+            "bad.toml: unknown field `stepz`",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--set".into(),
+                "agent.etta=1".into(),
+            ],
+            "error: --set agent.etta=1: unknown key `agent.etta`",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--horizon".into(),
+                "0".into(),
+            ],
+            "error: invalid config: chunk horizon H must be at least 1, got 0",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--set".into(),
+                "agent.tau=2".into(),
+            ],
+            "error: invalid config: invalid agent config: tau: must lie in (0, 1], got 2",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--device".into(),
+                "tpu".into(),
+            ],
+            "error: unknown device `tpu`",
+        ),
+        (
+            vec![
+                "eval".into(),
+                dir.path().join("missing.safetensors").display().to_string(),
+            ],
+            "missing.safetensors: cannot read checkpoint",
+        ),
+        (
+            vec!["eval".into(), garbage.display().to_string()],
+            "garbage.safetensors: not a valid chunkql checkpoint",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--resume".into(),
+                dir.path().join("nothing").display().to_string(),
+            ],
+            "config.toml: No such file",
+        ),
+    ];
+    for (mut args, message) in cases {
+        if args[0] == "train"
+            && !args.contains(&"--out".to_string())
+            && !args.contains(&"--resume".to_string())
+        {
+            args.extend(["--out".to_string(), out.display().to_string()]);
+        }
+        let output = chunkql()
+            .args(&args)
+            .assert()
+            .failure()
+            .code(1)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {stderr}"
+        );
+    }
+    assert!(!out.exists(), "nothing is written for a bad run");
+}
