@@ -27,7 +27,9 @@ pub struct CriticConfig {
     pub kind: CriticKind,
     /// Head hidden widths (Mish). Diffusion-QL: 3 x 256.
     pub hidden: Vec<i64>,
-    /// LayerNorm after each hidden layer of the head (CPQL's offline critic).
+    /// LayerNorm after each hidden layer of the head (CPQL's offline critic;
+    /// on by default: without it Q drifted up and the policy degraded on the
+    /// mazes, see docs/agents.md).
     pub layer_norm: bool,
     /// Give the critic the action mask (which chunk steps are real).
     pub use_mask: bool,
@@ -43,7 +45,7 @@ impl Default for CriticConfig {
         CriticConfig {
             kind: CriticKind::Mlp,
             hidden: vec![256, 256, 256],
-            layer_norm: false,
+            layer_norm: true,
             use_mask: true,
             state_hidden: vec![256],
             state_dim: 128,

@@ -140,6 +140,11 @@ fn evaluation_error(target: TargetKind) -> (f64, f64) {
     cfg.tau = 0.02;
     cfg.lr_decay_steps = 1500;
     cfg.target = target;
+    // The plain MLP critic fits these values most precisely; with the default
+    // LayerNorm the SMDP error is mean 0.017 / max 0.089 (one-step: 0.100 /
+    // 0.203), the same contrast but a looser fit. The target machinery under
+    // test is the same either way.
+    cfg.critic.layer_norm = false;
     let dims = index.empty_batch(1).dims();
     let mut agent =
         DiffusionQl::new(cfg, dims, Normalizer::identity(CELLS, 1), Device::Cpu, 0).unwrap();
