@@ -5,7 +5,6 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 HDF5_DIR ?= $(firstword $(wildcard /usr/lib/*/hdf5/serial))
-RUN_DATA := data/line.npz
 BIN := target/release/chunkql
 
 .PHONY: setup setup-hdf5 build run test bench fmt
@@ -19,10 +18,10 @@ setup-hdf5:
 build: setup
 	$(CARGO) build --release
 
-## Main job: generate the built-in dataset (if missing) and summarise its chunks.
+## Main job: train the default agent (Diffusion-QL, H = 4) on the default task
+## (pendulum, medium data generated on first use) and print its score.
 run: build
-	@[ -f $(RUN_DATA) ] || $(BIN) generate line --out $(RUN_DATA)
-	$(BIN) dataset info $(RUN_DATA) --horizon 4 --obs-horizon 2
+	$(BIN) train
 
 ## The whole test suite, HDF5 readers included.
 test: setup-hdf5
@@ -30,7 +29,7 @@ test: setup-hdf5
 
 ## Criterion benches and the numpy comparison (figures in docs/benchmarks.md).
 bench: setup
-	$(CARGO) bench --bench sampling
+	$(CARGO) bench --bench sampling --bench update --bench env_step
 	.venv/bin/python bench/numpy_sampling.py
 
 fmt:

@@ -41,6 +41,10 @@ pub struct TrainArgs {
     /// Run folder (default runs/<env>-<agent>-h<H>-s<seed>, numbered if taken).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print the resolved config (defaults, --config, flags and --set) as
+    /// TOML and exit: a starting point for a config file.
+    #[arg(long, conflicts_with = "resume")]
+    pub print_config: bool,
     /// Continue the killed or finished run in this folder from its last
     /// checkpoint (its saved config is used; other options are not allowed).
     #[arg(long, conflicts_with_all = ["config", "env", "dataset", "agent", "horizon", "seed", "device", "steps", "overrides", "out"])]
@@ -130,6 +134,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
         Some(dir) => train::resume(dir)?,
         None => {
             let cfg = config_of(&args)?;
+            if args.print_config {
+                print!("{}", cfg.to_toml());
+                return Ok(());
+            }
             let dir = args.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
             train::train(cfg, &dir)?
         }

@@ -1,0 +1,84 @@
+//! One agent update on chunk batches, issue 5's configuration (a): obs 17,
+//! action 6, H = 4, batch 256, To = 1, T = 5 (DQL), MLP policy and twin
+//! 3x256 Mish critics (default config, LayerNorm on); the same for CPQL; and
+//! sampling + update together (the training loop). Threads: libtorch's
+//! default (all cores). docs/benchmarks.md has the figures.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ndarray::{Array1, Array2};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::Device;
+
+use chunkql::agent::{AgentConfig, ChunkAgent, ChunkPolicy};
+use chunkql::chunk::{ChunkIndex, ChunkSpec};
+use chunkql::data::{Normalizer, StepColumns, StepDataset};
+use chunkql::policy::{ConsistencyPolicy, DiffusionPolicy};
+
+const ROWS: usize = 100_000;
+const OBS: usize = 17;
+const ACT: usize = 6;
+const BATCH: usize = 256;
+
+fn index(horizon: usize) -> ChunkIndex {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut uniform = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let columns = StepColumns {
+        observations: Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS)).unwrap().into_dyn(),
+        actions: Array2::from_shape_vec((ROWS, ACT), uniform(ROWS * ACT)).unwrap().into_dyn(),
+        rewards: Array1::from_vec(uniform(ROWS)).into_dyn(),
+        terminals: Array1::from_elem(ROWS, false).into_dyn(),
+        timeouts: Array1::from_shape_fn(ROWS, |r| r % 1000 == 999).into_dyn(),
+        next_observations: Some(Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS)).unwrap().into_dyn()),
+    };
+    let data = Arc::new(StepDataset::new("<bench>", columns).unwrap());
+    ChunkIndex::new(data, ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
+}
+
+fn agent<P: ChunkPolicy>(index: &ChunkIndex) -> ChunkAgent<P> {
+    let dims = index.empty_batch(1).dims();
+    let normalizer = Normalizer::fit(index.data());
+    ChunkAgent::new(AgentConfig::default(), dims, normalizer, Device::Cpu, 0).unwrap()
+}
+
+fn update_step<P: ChunkPolicy>(c: &mut Criterion, name: &str) {
+    let index = index(4);
+    let mut agent = agent::<P>(&index);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let batch = index.sample(BATCH, &mut rng);
+    for _ in 0..3 {
+        agent.update(&batch);
+    }
+    let mut group = c.benchmark_group("update_step");
+    group.sample_size(20);
+    group.bench_function(name, |b| b.iter(|| black_box(agent.update(&batch))));
+    group.finish();
+}
+
+fn train_loop(c: &mut Criterion) {
+    let index = index(4);
+    let mut agent = agent::<DiffusionPolicy>(&index);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut batch = index.empty_batch(BATCH);
+    let mut group = c.benchmark_group("train_loop");
+    group.sample_size(20);
+    group.bench_function("dql_mlp_h4_sample_and_update", |b| {
+        b.iter(|| {
+            index.sample_into(&mut batch, &mut rng);
+            black_box(agent.update(&batch))
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    update_step::<DiffusionPolicy>(c, "dql_mlp_h4");
+    update_step::<ConsistencyPolicy>(c, "cpql_mlp_h4");
+    train_loop(c);
+}
+
+criterion_group!(update, benches);
+criterion_main!(update);

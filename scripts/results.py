@@ -1,0 +1,139 @@
+"""The results sweep of docs/results.md: every (env, agent, H, target, seed)
+run, two at a time with one libtorch thread each (2 cores), then the table.
+
+    python3 scripts/results.py run        # all runs missing from runs/results (hours on 2 cores)
+    python3 scripts/results.py table      # aggregate runs/results/*/summary.json -> stdout (markdown)
+
+Budget (2 cores): default networks (3 x 256 Mish, LayerNorm critic), batch
+256, 3000 updates, 10 evaluation episodes at the end; datasets: 100 episodes
+of the `medium` behaviour policy (seed 0). Runs that already have a
+summary.json are skipped, so the sweep can be stopped and restarted.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "chunkql"
+OUT = ROOT / "runs" / "results"
+ENVS = ["pendulum", "pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]
+SEEDS = [0, 1, 2]
+STEPS = 3000
+COMMON = [
+    "--steps", str(STEPS),
+    "--set", "threads=1",
+    "--set", "eval_every=0",
+    "--set", "eval_episodes=10",
+    "--set", f"checkpoint_every={STEPS}",
+    "--set", "log_every=100",
+]
+
+
+def configs():
+    """(name, extra args) of every configuration per env."""
+    out = []
+    for agent in ["dql", "cpql"]:
+        out.append((f"{agent}-h1", ["--agent", agent, "--horizon", "1"]))
+        for h in [4, 8]:
+            out.append((f"{agent}-h{h}-smdp", ["--agent", agent, "--horizon", str(h)]))
+            out.append((f"{agent}-h{h}-onestep", ["--agent", agent, "--horizon", str(h), "--set", "agent.target=one_step"]))
+    out.append(("bc-h4", ["--agent", "dql", "--horizon", "4", "--set", "agent.eta=0"]))
+    return out
+
+
+def jobs():
+    for env in ENVS:
+        for name, extra in configs():
+            for seed in SEEDS:
+                run = OUT / env / f"{name}-s{seed}"
+                yield run, [str(BIN), "train", "--env", env, "--seed", str(seed), "--out", str(run), *COMMON, *extra]
+
+
+def run_one(job):
+    run, cmd = job
+    if (run / "summary.json").exists():
+        return
+    if run.exists():  # an interrupted run: start it again from scratch
+        subprocess.run(["rm", "-rf", str(run)], check=True)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    log = run.parent / f"{run.name}.log"
+    with open(log, "w") as f:
+        subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
+    print(f"done {run.relative_to(ROOT)}", flush=True)
+
+
+def ensure_data():
+    """Generates each env's default dataset once, before the parallel runs."""
+    for env in ENVS:
+        path = ROOT / "data" / f"{env}-medium.npz"
+        if not path.exists():
+            subprocess.run([str(BIN), "generate", env, "--level", "medium", "--episodes", "100", "--out", str(path)], cwd=ROOT, check=True)
+
+
+def t95(df):
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+    return table.get(df, 1.96)
+
+
+def summarize(values):
+    """mean +- 95% t half-width over seeds."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, t95(n - 1) * sd / math.sqrt(n)
+
+
+def table():
+    lines = []
+    for env in ENVS:
+        lines.append(f"\n### {env}\n")
+        has_success = env.startswith("pointmaze")
+        header = "| config | normalised score (mean ± 95% CI over seeds) | per-seed scores |"
+        if has_success:
+            header += " success rate |"
+        lines.append(header)
+        lines.append("|---|---|---|" + ("---|" if has_success else ""))
+        for name, _ in configs():
+            scores, successes = [], []
+            for seed in SEEDS:
+                path = OUT / env / f"{name}-s{seed}" / "summary.json"
+                if not path.exists():
+                    continue
+                final = json.loads(path.read_text())["final_eval"]
+                scores.append(final["normalized_score"]["mean"])
+                if final.get("success_rate"):
+                    successes.append(final["success_rate"]["mean"])
+            if not scores:
+                lines.append(f"| {name} | (not run) | |" + (" |" if has_success else ""))
+                continue
+            mean, half = summarize(scores)
+            row = f"| {name} | {mean:.1f} ± {half:.1f} | {', '.join(f'{s:.1f}' for s in scores)} |"
+            if has_success:
+                row += f" {sum(successes) / len(successes):.2f} |"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in ("run", "table"):
+        print(__doc__)
+        sys.exit(2)
+    if sys.argv[1] == "run":
+        if not BIN.exists():
+            sys.exit(f"{BIN} missing: run `cargo build --release` first")
+        ensure_data()
+        with ThreadPoolExecutor(max_workers=int(os.environ.get("JOBS", "2"))) as pool:
+            list(pool.map(run_one, jobs()))
+    else:
+        print(table())
+
+
+if __name__ == "__main__":
+    main()
