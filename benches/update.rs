@@ -25,14 +25,23 @@ const BATCH: usize = 256;
 
 fn index(horizon: usize) -> ChunkIndex {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut uniform = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let mut uniform =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
     let columns = StepColumns {
-        observations: Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS)).unwrap().into_dyn(),
-        actions: Array2::from_shape_vec((ROWS, ACT), uniform(ROWS * ACT)).unwrap().into_dyn(),
+        observations: Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
+            .unwrap()
+            .into_dyn(),
+        actions: Array2::from_shape_vec((ROWS, ACT), uniform(ROWS * ACT))
+            .unwrap()
+            .into_dyn(),
         rewards: Array1::from_vec(uniform(ROWS)).into_dyn(),
         terminals: Array1::from_elem(ROWS, false).into_dyn(),
         timeouts: Array1::from_shape_fn(ROWS, |r| r % 1000 == 999).into_dyn(),
-        next_observations: Some(Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS)).unwrap().into_dyn()),
+        next_observations: Some(
+            Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
+                .unwrap()
+                .into_dyn(),
+        ),
     };
     let data = Arc::new(StepDataset::new("<bench>", columns).unwrap());
     ChunkIndex::new(data, ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()

@@ -15,14 +15,23 @@ fn main() -> anyhow::Result<()> {
     let index = ChunkIndex::new(data.clone(), ChunkSpec::new(4, 0.99, 1)?)?;
     println!("{}", index.summary());
     let dims = index.empty_batch(1).dims();
-    let mut agent = DiffusionQl::new(AgentConfig::default(), dims, Normalizer::fit(&data), tch::Device::Cpu, 0)?;
+    let mut agent = DiffusionQl::new(
+        AgentConfig::default(),
+        dims,
+        Normalizer::fit(&data),
+        tch::Device::Cpu,
+        0,
+    )?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut batch = index.sample(256, &mut rng);
     for step in 0..20 {
         index.sample_into(&mut batch, &mut rng);
         let metrics = agent.update(&batch);
         if step % 5 == 4 {
-            println!("update {}: critic loss {:.3}, bc loss {:.3}", metrics.step, metrics.critic_loss, metrics.bc_loss);
+            println!(
+                "update {}: critic loss {:.3}, bc loss {:.3}",
+                metrics.step, metrics.critic_loss, metrics.bc_loss
+            );
         }
     }
     Ok(())

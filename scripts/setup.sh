@@ -7,6 +7,12 @@
 #   - `.libtorch`, a link to the wheel's torch directory (.cargo/config.toml);
 #   - with --hdf5: Debian's libhdf5-dev for the `hdf5` cargo feature.
 #   - with --cuda: the full torch wheel with its CUDA dependencies (GPU machines).
+#   - with --bench: what `import torch` needs in .venv for bench/reference.py,
+#     the torch wheel itself left as it is (so that the PyTorch reference runs
+#     on the very libtorch chunkql links): torch's pure-Python dependencies,
+#     and the CUDA libraries torch's Python extension links to (it loads
+#     libtorch_cuda, which needs cuDNN, cuBLAS, NCCL, ... even on a CPU-only
+#     machine); about 2.7 GB more, triton and cuda-bindings left out.
 # A second run with nothing missing takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,13 +20,26 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
 CPU_PKGS=(nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85)
 PY_PKGS=(numpy==2.3.5 h5py==3.15.1)
+# --bench: what `pip install typing_extensions sympy networkx jinja2 fsspec
+# filelock` picked (with sympy's and jinja2's own dependencies) ...
+BENCH_PKGS=(typing_extensions==4.16.0 sympy==1.14.0 mpmath==1.3.0 networkx==3.6.1
+  jinja2==3.1.6 MarkupSafe==3.0.4 fsspec==2026.9.0 filelock==4.2.12
+# ... and torch 2.13.0's CUDA requirements (its METADATA) as pip resolved them.
+  "cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]==13.0.3"
+  nvidia-cudnn-cu13==9.20.0.48 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.29.7
+  nvidia-nvshmem-cu13==3.4.5 nvidia-cublas==13.1.1.3 nvidia-cuda-nvrtc==13.0.88
+  nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35
+  nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-nvjitlink==13.5.37
+  nvidia-nvtx==13.0.85)
 want_hdf5=0
 want_cuda=0
+want_bench=0
 for arg in "$@"; do
   case "$arg" in
     --hdf5) want_hdf5=1 ;;
     --cuda) want_cuda=1 ;;
-    *) echo "setup.sh: unknown option $arg (use --hdf5, --cuda)" >&2; exit 2 ;;
+    --bench) want_bench=1 ;;
+    *) echo "setup.sh: unknown option $arg (use --hdf5, --cuda, --bench)" >&2; exit 2 ;;
   esac
 done
 
@@ -54,6 +73,17 @@ torch_dir=$(echo .venv/lib/python3*/site-packages/torch)
 [ -f "$torch_dir/lib/libtorch_cpu.so" ] || { echo "setup.sh: no libtorch in $torch_dir; delete .venv and run again" >&2; exit 1; }
 if [ "$(readlink .libtorch 2>/dev/null)" != "$torch_dir" ]; then
   ln -sfn "$torch_dir" .libtorch
+fi
+
+bench_stamp=".venv/.chunkql-bench-$TORCH_VERSION"
+if [ "$want_bench" = 1 ] && [ ! -f "$bench_stamp" ]; then
+  say "installing torch's dependencies for bench/reference.py (about 2.7 GB)"
+  # On success pip's only complaint is that triton, cuda-bindings and
+  # setuptools>=77 are missing for torch: none of them is needed on the CPU.
+  log=$(.venv/bin/pip install -q --disable-pip-version-check "${BENCH_PKGS[@]}" 2>&1) \
+    || { echo "$log" >&2; echo "setup.sh: pip failed for --bench" >&2; exit 1; }
+  .venv/bin/python -c "import torch" || { echo "setup.sh: import torch still fails after --bench" >&2; exit 1; }
+  touch "$bench_stamp"
 fi
 
 if [ "$want_hdf5" = 1 ] && ! dpkg -s libhdf5-dev >/dev/null 2>&1; then

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn, nn::Module};
 
 use crate::chunk::ChunkDims;
-use crate::nn::{Mlp, TemporalEncoder, UnetConfig};
+use crate::nn::{Mlp, StackedMlp, TemporalEncoder, UnetConfig};
 
 /// Which action-sequence encoder the critic uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,27 +140,52 @@ impl ChunkCritic {
     }
 }
 
-/// Two independent critics (Q1, Q2) under one variable path.
+/// Two independent critics (Q1, Q2) under one variable path. The `mlp` kind
+/// runs both heads as one stacked network (one batched matmul per layer);
+/// the `unet` kind keeps two `ChunkCritic`s.
 #[derive(Debug)]
-pub struct TwinCritic {
-    pub q1: ChunkCritic,
-    pub q2: ChunkCritic,
+pub enum TwinCritic {
+    Stacked { heads: StackedMlp, use_mask: bool },
+    Pair { q1: ChunkCritic, q2: ChunkCritic },
 }
 
 impl TwinCritic {
     pub fn new(p: &nn::Path, dims: ChunkDims, cfg: &CriticConfig) -> Self {
-        TwinCritic {
-            q1: ChunkCritic::new(&(p / "q1"), dims, cfg),
-            q2: ChunkCritic::new(&(p / "q2"), dims, cfg),
+        match cfg.kind {
+            CriticKind::Mlp => {
+                let (h, a) = (dims.horizon as i64, dims.act_dim as i64);
+                let mask_width = if cfg.use_mask { h } else { 0 };
+                let input = dims.cond_dim() as i64 + h * a + mask_width;
+                let heads =
+                    StackedMlp::new(&(p / "heads"), 2, input, &cfg.hidden, 1, cfg.layer_norm);
+                TwinCritic::Stacked {
+                    heads,
+                    use_mask: cfg.use_mask,
+                }
+            }
+            CriticKind::Unet => TwinCritic::Pair {
+                q1: ChunkCritic::new(&(p / "q1"), dims, cfg),
+                q2: ChunkCritic::new(&(p / "q2"), dims, cfg),
+            },
         }
     }
 
     /// (Q1, Q2), each `[B]`.
     pub fn forward(&self, obs: &Tensor, chunk: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
-        (
-            self.q1.forward(obs, chunk, mask),
-            self.q2.forward(obs, chunk, mask),
-        )
+        match self {
+            TwinCritic::Stacked { heads, use_mask } => {
+                let b = chunk.size()[0];
+                let mut parts = vec![obs.shallow_clone(), chunk.view([b, -1])];
+                if *use_mask {
+                    parts.push(mask.shallow_clone());
+                }
+                let q = heads.forward(&Tensor::cat(&parts, 1)).view([2, b]);
+                (q.get(0), q.get(1))
+            }
+            TwinCritic::Pair { q1, q2 } => {
+                (q1.forward(obs, chunk, mask), q2.forward(obs, chunk, mask))
+            }
+        }
     }
 
     /// min(Q1, Q2): `[B]`.
@@ -224,7 +249,7 @@ mod tests {
             let short = mask.zeros_like().narrow(1, 0, 1).fill_(1.0);
             let short_mask = Tensor::cat(&[short, mask.zeros_like().narrow(1, 0, 4)], 1);
             assert!(
-                !twin.q1.forward(&obs, &chunk, &short_mask).equal(&q1),
+                !twin.forward(&obs, &chunk, &short_mask).0.equal(&q1),
                 "{kind:?}: mask is an input"
             );
         }

@@ -10,23 +10,34 @@ use std::collections::BTreeMap;
 use rand::{Rng, RngExt};
 use tch::{Tensor, nn};
 
+/// Name suffix of a weight that holds K layers side by side, `[K, in, out]`
+/// (K critics evaluated in one batched matmul); its bias is `stacked_bias`,
+/// `[K, 1, out]`. Each of the K layers is initialised like a Linear(in, out).
+pub const STACKED_WEIGHT: &str = "stacked_weight";
+
 /// Re-draws every variable of `vs` whose name ends in `weight` (rank >= 2) or
 /// `bias` (next to such a weight) from U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 /// with fan_in = product of the weight's dims after the first (PyTorch's
 /// kaiming_uniform(a=sqrt 5) and bias rule). Rank-1 weights (LayerNorm,
-/// GroupNorm) keep their ones/zeros. Variables are visited in name order.
+/// GroupNorm) keep their ones/zeros. Stacked weights `[K, in, out]` use
+/// fan_in = in. Variables are visited in name order.
 pub fn reset_parameters<R: Rng + ?Sized>(vs: &nn::VarStore, rng: &mut R) {
     let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    let fan_in = |weight: &Tensor| -> Option<i64> {
+    let fan_in = |name: &str, weight: &Tensor| -> Option<i64> {
         let size = weight.size();
-        (size.len() >= 2).then(|| size[1..].iter().product())
+        if name.ends_with(STACKED_WEIGHT) {
+            (size.len() == 3).then(|| size[1])
+        } else {
+            (size.len() >= 2).then(|| size[1..].iter().product())
+        }
     };
     tch::no_grad(|| {
         for (name, var) in &vars {
             let fan = if name.ends_with("weight") {
-                fan_in(var)
+                fan_in(name, var)
             } else if let Some(prefix) = name.strip_suffix("bias") {
-                vars.get(&format!("{prefix}weight")).and_then(fan_in)
+                let weight = format!("{prefix}weight");
+                vars.get(&weight).and_then(|w| fan_in(&weight, w))
             } else {
                 None
             };
@@ -67,6 +78,20 @@ mod tests {
         assert!(get(&a, "lin.weight").equal(&get(&b, "lin.weight")));
         assert!(get(&a, "lin.bias").equal(&get(&b, "lin.bias")));
         assert!(!get(&a, "lin.weight").equal(&get(&c, "lin.weight")));
+    }
+
+    #[test]
+    fn stacked_weights_use_the_input_width_as_fan_in() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let layer = vs.root() / "l";
+        let w = layer.var(STACKED_WEIGHT, &[2, 16, 3], nn::Init::Const(9.0));
+        let b = layer.var("stacked_bias", &[2, 1, 3], nn::Init::Const(9.0));
+        reset_parameters(&vs, &mut ChaCha8Rng::seed_from_u64(0));
+        let bound = 0.25; // 1 / sqrt(16)
+        for t in [&w, &b] {
+            let max = t.abs().max().double_value(&[]);
+            assert!(max <= bound && max > 0.5 * bound, "{max}");
+        }
     }
 
     #[test]

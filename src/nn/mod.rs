@@ -5,9 +5,11 @@
 mod embedding;
 mod init;
 mod mlp;
+mod stacked;
 mod unet;
 
 pub use embedding::{TimeEmbedding, sinusoidal};
-pub use init::reset_parameters;
+pub use init::{STACKED_WEIGHT, reset_parameters};
 pub use mlp::Mlp;
+pub use stacked::StackedMlp;
 pub use unet::{TemporalEncoder, TemporalUnet, UnetConfig};

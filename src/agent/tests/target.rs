@@ -45,15 +45,17 @@ fn agent(target: TargetKind, max_q_samples: usize) -> DiffusionQl {
     let agent = DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
     let vars = agent.target_vs.variables();
     tch::no_grad(|| {
-        // Input layout: [obs (1), chunk (3)].
-        vars["q1.head.out.weight"]
+        // Input layout: [obs (1), chunk (3)]; the twin heads are stacked:
+        // weight [2, 4, 1] (Q1 then Q2), bias [2, 1, 1].
+        let weights =
+            Tensor::from_slice(&[1.0f32, 2.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0]).view([2, 4, 1]);
+        vars["heads.out.stacked_weight"]
             .shallow_clone()
-            .copy_(&Tensor::from_slice(&[1.0f32, 2.0, 2.0, 2.0]).view([1, 4]));
-        let _ = vars["q1.head.out.bias"].shallow_clone().fill_(0.0);
-        vars["q2.head.out.weight"]
+            .copy_(&weights);
+        let biases = Tensor::from_slice(&[0.0f32, 1.0]).view([2, 1, 1]);
+        vars["heads.out.stacked_bias"]
             .shallow_clone()
-            .copy_(&Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0]).view([1, 4]));
-        let _ = vars["q2.head.out.bias"].shallow_clone().fill_(1.0);
+            .copy_(&biases);
     });
     agent
 }

@@ -1,0 +1,167 @@
+//! Updates per second of chunkql's agents in issue 5's configurations, printed
+//! in the same format as `bench/reference.py` (the same step in PyTorch) so
+//! that `bench/side_by_side.sh` can put them next to each other.
+//!
+//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N]`
+//!
+//! (a) Diffusion-QL, MLP policy and twin 3x256 critics: obs 17, action 6,
+//!     H 4, batch 256, T 5 (the default config);
+//! (b) the same with H 16 and U-Net policy and critic at the default widths;
+//! (c) CPQL with (a)'s shapes;
+//! (loop) sampling + update of (a), the real training loop.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ndarray::{Array1, Array2};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::Device;
+
+use chunkql::agent::{AgentConfig, ChunkAgent, ChunkPolicy};
+use chunkql::chunk::{ChunkIndex, ChunkSpec};
+use chunkql::critic::CriticKind;
+use chunkql::data::{Normalizer, StepColumns, StepDataset};
+use chunkql::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
+
+const ROWS: usize = 100_000;
+const OBS: usize = 17;
+const ACT: usize = 6;
+const BATCH: usize = 256;
+
+fn index(horizon: usize) -> ChunkIndex {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut uniform =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let columns = StepColumns {
+        observations: Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
+            .unwrap()
+            .into_dyn(),
+        actions: Array2::from_shape_vec((ROWS, ACT), uniform(ROWS * ACT))
+            .unwrap()
+            .into_dyn(),
+        rewards: Array1::from_vec(uniform(ROWS)).into_dyn(),
+        terminals: Array1::from_elem(ROWS, false).into_dyn(),
+        timeouts: Array1::from_shape_fn(ROWS, |r| r % 1000 == 999).into_dyn(),
+        next_observations: Some(
+            Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
+                .unwrap()
+                .into_dyn(),
+        ),
+    };
+    let data = Arc::new(StepDataset::new("<bench>", columns).unwrap());
+    ChunkIndex::new(data, ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
+}
+
+/// Times `step` in windows of `seconds / 5` after `warmup` calls; median
+/// updates/s of the 5 windows.
+fn time(mut step: impl FnMut(), seconds: f64, warmup: usize) -> f64 {
+    for _ in 0..warmup {
+        step();
+    }
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed().as_secs_f64() < seconds / 5.0 {
+            step();
+            n += 1;
+        }
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rates[2]
+}
+
+fn run<P: ChunkPolicy>(horizon: usize, cfg: AgentConfig, with_sampling: bool, seconds: f64) -> f64 {
+    let index = index(horizon);
+    let dims = index.empty_batch(1).dims();
+    let mut agent =
+        ChunkAgent::<P>::new(cfg, dims, Normalizer::fit(index.data()), Device::Cpu, 0).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut batch = index.sample(BATCH, &mut rng);
+    time(
+        || {
+            if with_sampling {
+                index.sample_into(&mut batch, &mut rng);
+            }
+            agent.update(&batch);
+        },
+        seconds,
+        5,
+    )
+}
+
+/// Floating-point operations of one Diffusion-QL update in configuration
+/// (a), counted from the layer shapes (2 per multiply-add of each Linear;
+/// backward = 2x forward, and 1x for a network whose weights are frozen).
+fn flops_a() -> f64 {
+    let (h, a, o, t) = (4.0, ACT as f64, OBS as f64, 5.0);
+    let linear = |i: f64, j: f64| 2.0 * i * j;
+    let denoiser = linear(16.0, 32.0)
+        + linear(32.0, 16.0)
+        + linear(h * a + 16.0 + o, 256.0)
+        + 2.0 * linear(256.0, 256.0)
+        + linear(256.0, h * a);
+    let critic = linear(o + h * a + h, 256.0) + 2.0 * linear(256.0, 256.0) + linear(256.0, 1.0);
+    let twin = 2.0 * critic;
+    let per_sample = t * denoiser + twin // target: EMA sampling + target critics
+        + 3.0 * twin // critic step: forward + backward
+        + 3.0 * denoiser // BC loss: forward + backward
+        + 3.0 * t * denoiser // actor sample with gradients through T steps
+        + 2.0 * twin; // critic on a_pi, backward to its input only
+    per_sample * BATCH as f64
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let config = args.get(1).map(String::as_str).unwrap_or("a");
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let seconds = flag("--seconds").unwrap_or(10.0);
+    let threads = flag("--threads").unwrap_or(2.0) as i32;
+    tch::set_num_threads(threads);
+    let rate = match config {
+        "a" => run::<DiffusionPolicy>(4, AgentConfig::default(), false, seconds),
+        "b" => {
+            let mut cfg = AgentConfig::default();
+            cfg.diffusion.net.net = NetKind::Unet;
+            cfg.critic.kind = CriticKind::Unet;
+            run::<DiffusionPolicy>(16, cfg, false, seconds)
+        }
+        "c" => run::<ConsistencyPolicy>(4, AgentConfig::default(), false, seconds),
+        "loop" => run::<DiffusionPolicy>(4, AgentConfig::default(), true, seconds),
+        other => {
+            eprintln!("unknown config `{other}` (a, b, c, loop)");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "chunkql {config}: {rate:.1} steps/s ({:.1} ms/step, median of 5 windows)",
+        1000.0 / rate
+    );
+    if config == "a" {
+        let flops = flops_a();
+        println!(
+            "chunkql a: {:.2} GFLOP per update, {:.1} GFLOP/s achieved, peak RSS {:.0} MiB",
+            flops / 1e9,
+            flops * rate / 1e9,
+            peak_rss_mib()
+        );
+    }
+}
