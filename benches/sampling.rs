@@ -7,12 +7,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ndarray::{Array1, Array2};
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use chunkql::chunk::{ChunkIndex, ChunkSpec};
-use chunkql::data::{StepColumns, StepDataset};
+use chunkql::data::{RandomSteps, StepDataset};
 
 const ROWS: usize = 1_000_000;
 const EPISODE: usize = 1000;
@@ -21,26 +20,16 @@ const ACT: usize = 6;
 const BATCH: usize = 256;
 
 fn dataset() -> Arc<StepDataset> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut uniform =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
-    let columns = StepColumns {
-        observations: Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
-            .unwrap()
-            .into_dyn(),
-        actions: Array2::from_shape_vec((ROWS, ACT), uniform(ROWS * ACT))
-            .unwrap()
-            .into_dyn(),
-        rewards: Array1::from_vec(uniform(ROWS)).into_dyn(),
-        terminals: Array1::from_elem(ROWS, false).into_dyn(),
-        timeouts: Array1::from_shape_fn(ROWS, |r| r % EPISODE == EPISODE - 1).into_dyn(),
-        next_observations: Some(
-            Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
-                .unwrap()
-                .into_dyn(),
-        ),
-    };
-    Arc::new(StepDataset::new("<bench>", columns).unwrap())
+    Arc::new(
+        RandomSteps {
+            rows: ROWS,
+            obs_dim: OBS,
+            act_dim: ACT,
+            episode_len: EPISODE,
+            seed: 0,
+        }
+        .generate(),
+    )
 }
 
 fn benches(c: &mut Criterion) {

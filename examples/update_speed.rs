@@ -13,15 +13,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::{Array1, Array2};
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::Device;
 
 use chunkql::agent::{AgentConfig, ChunkAgent, ChunkPolicy};
 use chunkql::chunk::{ChunkIndex, ChunkSpec};
 use chunkql::critic::CriticKind;
-use chunkql::data::{Normalizer, StepColumns, StepDataset};
+use chunkql::data::{Normalizer, RandomSteps};
 use chunkql::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
 
 const ROWS: usize = 100_000;
@@ -30,27 +29,15 @@ const ACT: usize = 6;
 const BATCH: usize = 256;
 
 fn index(horizon: usize) -> ChunkIndex {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut uniform =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
-    let columns = StepColumns {
-        observations: Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
-            .unwrap()
-            .into_dyn(),
-        actions: Array2::from_shape_vec((ROWS, ACT), uniform(ROWS * ACT))
-            .unwrap()
-            .into_dyn(),
-        rewards: Array1::from_vec(uniform(ROWS)).into_dyn(),
-        terminals: Array1::from_elem(ROWS, false).into_dyn(),
-        timeouts: Array1::from_shape_fn(ROWS, |r| r % 1000 == 999).into_dyn(),
-        next_observations: Some(
-            Array2::from_shape_vec((ROWS, OBS), uniform(ROWS * OBS))
-                .unwrap()
-                .into_dyn(),
-        ),
-    };
-    let data = Arc::new(StepDataset::new("<bench>", columns).unwrap());
-    ChunkIndex::new(data, ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
+    let data = RandomSteps {
+        rows: ROWS,
+        obs_dim: OBS,
+        act_dim: ACT,
+        episode_len: 1000,
+        seed: 0,
+    }
+    .generate();
+    ChunkIndex::new(Arc::new(data), ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
 }
 
 /// Times `step` in windows of `seconds / 5` after `warmup` calls; median

@@ -22,6 +22,56 @@ pub struct StepColumns {
     pub next_observations: Option<ArrayD<f32>>,
 }
 
+/// Step data as flat row-major vectors, the way a recorder accumulates it;
+/// [`StepRows::into_columns`] shapes it for [`StepDataset::new`].
+#[derive(Debug, Clone, Default)]
+pub struct StepRows {
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    /// `[N * O]`.
+    pub observations: Vec<f32>,
+    /// `[N * A]`.
+    pub actions: Vec<f32>,
+    pub rewards: Vec<f32>,
+    pub terminals: Vec<bool>,
+    pub timeouts: Vec<bool>,
+    /// `[N * O]`, when recorded.
+    pub next_observations: Option<Vec<f32>>,
+}
+
+impl StepRows {
+    /// Empty rows of the given widths (with next_observations).
+    pub fn new(obs_dim: usize, act_dim: usize) -> Self {
+        StepRows {
+            obs_dim,
+            act_dim,
+            next_observations: Some(Vec::new()),
+            ..StepRows::default()
+        }
+    }
+
+    /// The rows as columns of shape `[N, O]`, `[N, A]`, `[N]`. Panics if the
+    /// vectors disagree on N (a recorder's bug, not a user's input).
+    pub fn into_columns(self) -> StepColumns {
+        let n = self.rewards.len();
+        let matrix = |values: Vec<f32>, width: usize| {
+            ndarray::Array2::from_shape_vec((n, width), values)
+                .expect("rows of the recorded width")
+                .into_dyn()
+        };
+        StepColumns {
+            observations: matrix(self.observations, self.obs_dim),
+            actions: matrix(self.actions, self.act_dim),
+            rewards: ndarray::Array1::from_vec(self.rewards).into_dyn(),
+            terminals: ndarray::Array1::from_vec(self.terminals).into_dyn(),
+            timeouts: ndarray::Array1::from_vec(self.timeouts).into_dyn(),
+            next_observations: self
+                .next_observations
+                .map(|next| matrix(next, self.obs_dim)),
+        }
+    }
+}
+
 /// How an episode ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EpisodeEnd {

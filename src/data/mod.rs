@@ -12,14 +12,16 @@ mod synthetic;
 
 use std::path::Path;
 
-pub use dataset::{Episode, EpisodeEnd, STEP_KEYS, StepColumns, StepDataset, find_episodes};
+pub use dataset::{
+    Episode, EpisodeEnd, STEP_KEYS, StepColumns, StepDataset, StepRows, find_episodes,
+};
 pub use error::DataError;
 #[cfg(feature = "hdf5")]
 pub use hdf5::read_hdf5;
 pub use normalize::{MIN_STD, Normalizer};
 pub use npz::{NpzArray, read_npz, write_npz, write_npz_arrays};
 pub use summary::{DatasetSummary, Stats};
-pub use synthetic::LineWalk;
+pub use synthetic::{LineWalk, RandomSteps};
 
 /// Loads step data, choosing the reader by extension: `.npz`, or `.h5` /
 /// `.hdf5` (D4RL flat keys or Minari episode groups; `hdf5` feature).

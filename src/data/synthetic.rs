@@ -3,11 +3,10 @@
 //! episode ends (termination at the goal, timeouts at the step limit), so it
 //! exercises the whole chunk table.
 
-use ndarray::{Array1, Array2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::dataset::{StepColumns, StepDataset};
+use super::dataset::{StepDataset, StepRows};
 
 /// Settings of the line-walk data.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +39,8 @@ impl LineWalk {
     pub fn generate(&self) -> StepDataset {
         const GOAL: f32 = 0.9;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let (mut obs, mut next, mut actions, mut rewards) = (vec![], vec![], vec![], vec![]);
-        let (mut terminals, mut timeouts) = (vec![], vec![]);
+        let mut rows = StepRows::new(2, 1);
+        let next = rows.next_observations.as_mut().expect("recorded");
         for _ in 0..self.episodes {
             let mut x: f32 = rng.random_range(-1.0..0.0);
             for step in 0..self.max_steps {
@@ -50,37 +49,54 @@ impl LineWalk {
                 } else {
                     ((GOAL - x) * 5.0).clamp(-1.0, 1.0)
                 };
-                obs.extend([x, GOAL - x]);
+                rows.observations.extend([x, GOAL - x]);
                 x = (x + 0.1 * a).clamp(-1.0, 1.0);
                 next.extend([x, GOAL - x]);
-                actions.push(a);
+                rows.actions.push(a);
                 let reached = x >= GOAL;
-                rewards.push(if reached { 1.0 } else { -0.01 });
-                terminals.push(reached);
-                timeouts.push(!reached && step + 1 == self.max_steps);
+                rows.rewards.push(if reached { 1.0 } else { -0.01 });
+                rows.terminals.push(reached);
+                rows.timeouts.push(!reached && step + 1 == self.max_steps);
                 if reached {
                     break;
                 }
             }
         }
-        let n = rewards.len();
-        let columns = StepColumns {
-            observations: Array2::from_shape_vec((n, 2), obs)
-                .expect("shape")
-                .into_dyn(),
-            actions: Array2::from_shape_vec((n, 1), actions)
-                .expect("shape")
-                .into_dyn(),
-            rewards: Array1::from_vec(rewards).into_dyn(),
-            terminals: Array1::from_vec(terminals).into_dyn(),
-            timeouts: Array1::from_vec(timeouts).into_dyn(),
-            next_observations: Some(
-                Array2::from_shape_vec((n, 2), next)
-                    .expect("shape")
-                    .into_dyn(),
-            ),
+        StepDataset::new("<line-walk>", rows.into_columns()).expect("generated data is valid")
+    }
+}
+
+/// Uniform random step data for benchmarks: observations, actions, rewards
+/// and next observations in [-1, 1), episodes of `episode_len` steps ending in
+/// a timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomSteps {
+    pub rows: usize,
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    pub episode_len: usize,
+    pub seed: u64,
+}
+
+impl RandomSteps {
+    pub fn generate(&self) -> StepDataset {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut uniform =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let (n, o, a) = (self.rows, self.obs_dim, self.act_dim);
+        let rows = StepRows {
+            obs_dim: o,
+            act_dim: a,
+            observations: uniform(n * o),
+            actions: uniform(n * a),
+            rewards: uniform(n),
+            terminals: vec![false; n],
+            timeouts: (0..n)
+                .map(|r| r % self.episode_len == self.episode_len - 1)
+                .collect(),
+            next_observations: Some(uniform(n * o)),
         };
-        StepDataset::new("<line-walk>", columns).expect("generated data is valid")
+        StepDataset::new("<random>", rows.into_columns()).expect("generated data is valid")
     }
 }
 

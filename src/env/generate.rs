@@ -5,13 +5,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array1, Array2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Env, UnknownEnv, make};
-use crate::data::{StepColumns, StepDataset};
+use crate::data::{StepDataset, StepRows};
 
 /// Quality of the behaviour policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +114,7 @@ pub fn record(
     let spec = env.spec().clone();
     let (o, a) = (spec.obs_dim, spec.act_dim());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut obs, mut next, mut actions, mut rewards) = (vec![], vec![], vec![], vec![]);
-    let (mut terminals, mut timeouts) = (vec![], vec![]);
+    let mut rows = StepRows::new(o, a);
     let mut current = vec![0f32; o];
     let mut after = vec![0f32; o];
     let mut action = vec![0f32; a];
@@ -133,36 +131,22 @@ pub fn record(
                 *x = x.clamp(*lo, *hi);
             }
             let step = env.step(&action, &mut after);
-            obs.extend_from_slice(&current);
-            actions.extend_from_slice(&action);
-            next.extend_from_slice(&after);
-            rewards.push(step.reward as f32);
-            terminals.push(step.terminated);
-            timeouts.push(step.truncated && !step.terminated);
+            rows.observations.extend_from_slice(&current);
+            rows.actions.extend_from_slice(&action);
+            rows.next_observations
+                .as_mut()
+                .expect("recorded")
+                .extend_from_slice(&after);
+            rows.rewards.push(step.reward as f32);
+            rows.terminals.push(step.terminated);
+            rows.timeouts.push(step.truncated && !step.terminated);
             if step.terminated || step.truncated {
                 break;
             }
             std::mem::swap(&mut current, &mut after);
         }
     }
-    let n = rewards.len();
-    let columns = StepColumns {
-        observations: Array2::from_shape_vec((n, o), obs)
-            .expect("shape")
-            .into_dyn(),
-        actions: Array2::from_shape_vec((n, a), actions)
-            .expect("shape")
-            .into_dyn(),
-        rewards: Array1::from_vec(rewards).into_dyn(),
-        terminals: Array1::from_vec(terminals).into_dyn(),
-        timeouts: Array1::from_vec(timeouts).into_dyn(),
-        next_observations: Some(
-            Array2::from_shape_vec((n, o), next)
-                .expect("shape")
-                .into_dyn(),
-        ),
-    };
-    StepDataset::new(source, columns).expect("environments produce finite data")
+    StepDataset::new(source, rows.into_columns()).expect("environments produce finite data")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `StackedMlp`: K MLPs of the same shape evaluated together, one batched
 //! matmul per layer (the twin critics run as one network of K = 2).
 
-use tch::{Kind, Tensor, nn};
+use tch::{Tensor, nn};
 
 use super::init::STACKED_WEIGHT;
 
@@ -117,7 +117,7 @@ impl StackedMlp {
 mod tests {
     use super::*;
     use crate::nn::Mlp;
-    use tch::{Device, nn::Module};
+    use tch::{Device, Kind, nn::Module};
 
     #[test]
     fn equals_k_separate_mlps_with_the_same_weights() {
