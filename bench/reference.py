@@ -20,6 +20,7 @@ Run (after `scripts/setup.sh --bench`):
 
 import argparse
 import copy
+import logging
 import math
 import statistics
 import sys
@@ -340,13 +341,14 @@ class DiffusionPolicy(nn.Module):
         betas = 1.0 - alphas
         abar = np.cumprod(alphas)
         abar_prev = np.concatenate([[1.0], abar[:-1]])
-        self.coef = {  # host floats per step i, for the reverse loop
+        coef = {  # per step i, for the reverse loop
             "recip": np.sqrt(1.0 / abar),
             "recipm1": np.sqrt(1.0 / abar - 1.0),
             "mean1": betas * np.sqrt(abar_prev) / (1.0 - abar),
             "mean2": (1.0 - abar_prev) * np.sqrt(alphas) / (1.0 - abar),
             "std": np.exp(0.5 * np.log(np.maximum(betas * (1.0 - abar_prev) / (1.0 - abar), 1e-20))),
         }
+        self.coef = {k: v.tolist() for k, v in coef.items()}  # host Python floats
         self.register_buffer("sqrt_abar", torch.tensor(np.sqrt(abar), dtype=torch.float32), persistent=False)
         self.register_buffer(
             "sqrt_one_minus_abar", torch.tensor(np.sqrt(1.0 - abar), dtype=torch.float32), persistent=False
@@ -728,7 +730,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="a")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per mode (5 windows)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed updates first")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed updates first (as update_speed.rs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the update with torch.compile")
     parser.add_argument("--check", action="store_true", help="10 updates: losses, parameter counts")
@@ -746,6 +748,7 @@ def main():
     if args.compile:
         torch.manual_seed(0)
         agent, one_step = build(args.config, lr_decay_steps=1000)
+        logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)  # "triton not found"
         agent.compile()
         try:
             start = time.perf_counter()

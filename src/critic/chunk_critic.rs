@@ -126,7 +126,7 @@ impl ChunkCritic {
                 head,
                 use_mask,
             } => {
-                let state_embedding = state.forward(obs).mish();
+                let state_embedding = crate::nn::mish(&state.forward(obs));
                 let steps = if *use_mask {
                     Tensor::cat(&[chunk.shallow_clone(), mask.unsqueeze(2)], 2)
                 } else {

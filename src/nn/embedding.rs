@@ -44,7 +44,7 @@ impl TimeEmbedding {
 impl Module for TimeEmbedding {
     fn forward(&self, t: &Tensor) -> Tensor {
         self.l2
-            .forward(&self.l1.forward(&sinusoidal(t, self.dim)).mish())
+            .forward(&super::mish(&self.l1.forward(&sinusoidal(t, self.dim))))
     }
 }
 

@@ -38,7 +38,7 @@ impl Module for Mlp {
             if let Some(norm) = norm {
                 h = norm.forward(&h);
             }
-            h = h.mish();
+            h = super::mish(&h);
         }
         self.out.forward(&h)
     }

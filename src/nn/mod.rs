@@ -2,12 +2,14 @@
 //! U-Net with FiLM conditioning (and its down path as a sequence encoder), and
 //! seeded initialisation.
 
+mod activation;
 mod embedding;
 mod init;
 mod mlp;
 mod stacked;
 mod unet;
 
+pub use activation::mish;
 pub use embedding::{TimeEmbedding, sinusoidal};
 pub use init::{STACKED_WEIGHT, reset_parameters};
 pub use mlp::Mlp;

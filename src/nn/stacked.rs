@@ -107,7 +107,7 @@ impl StackedMlp {
             if let Some(norm) = norm {
                 h = norm.forward(&h);
             }
-            h = h.mish();
+            h = super::mish(&h);
         }
         self.out.forward(&h)
     }

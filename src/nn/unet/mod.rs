@@ -116,7 +116,7 @@ impl Conv1dBlock {
 
 impl Module for Conv1dBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.norm.forward(&self.conv.forward(x)).mish()
+        crate::nn::mish(&self.norm.forward(&self.conv.forward(x)))
     }
 }
 
@@ -147,7 +147,7 @@ impl ResBlock {
     }
 
     fn forward(&self, x: &Tensor, cond: &Tensor) -> Tensor {
-        let film = self.film.forward(&cond.mish()).unsqueeze(-1); // [B, 2 out, 1]
+        let film = self.film.forward(&crate::nn::mish(cond)).unsqueeze(-1); // [B, 2 out, 1]
         let scale = film.narrow(1, 0, self.out);
         let bias = film.narrow(1, self.out, self.out);
         let h = self
