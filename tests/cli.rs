@@ -148,7 +148,9 @@ fn bad_input_gives_one_line_and_a_non_zero_exit() {
                 "--out".into(),
                 out.display().to_string(),
             ],
-            "error: unknown data source `nowhere` (known: line)\n",
+            "error: unknown data source `nowhere` (known: line, pendulum, pointmaze-umaze, \
+             pointmaze-medium, pointmaze-large, pointmaze-umaze-terminal, \
+             pointmaze-medium-terminal, pointmaze-large-terminal)\n",
         ),
     ];
     for (args, message) in cases {

@@ -129,8 +129,13 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
             }
             .generate()
         }
-        name => env::generate(name, args.level, args.episodes, args.seed)
-            .map_err(|e| anyhow::anyhow!("{e}, or line"))?,
+        name if env::ENV_NAMES.contains(&name) => {
+            env::generate(name, args.level, args.episodes, args.seed)?
+        }
+        name => bail!(
+            "unknown data source `{name}` (known: line, {})",
+            env::ENV_NAMES.join(", ")
+        ),
     };
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
