@@ -1,12 +1,14 @@
 //! Adam with gradient-norm clipping, written out so that its moment estimates
 //! are ours to checkpoint (tch's optimiser keeps them inside libtorch).
-//! Same update as `torch.optim.Adam` (no weight decay, no amsgrad).
+//! Same update as `torch.optim.Adam` (no weight decay, no amsgrad), run on
+//! the store's packed buffers ([`FlatVariables`]): a few kernels per step
+//! for the whole network.
 
-use std::collections::BTreeMap;
+use tch::{Tensor, nn};
 
-use tch::{Kind, Tensor, nn};
+use crate::nn::FlatVariables;
 
-/// Adam over the trainable variables of one `VarStore`, in name order.
+/// Adam over all variables of one `VarStore` (all trainable).
 #[derive(Debug)]
 pub struct Adam {
     lr: f64,
@@ -15,31 +17,36 @@ pub struct Adam {
     eps: f64,
     /// Updates taken (for bias correction).
     step: i64,
-    params: Vec<(String, Tensor)>,
-    /// First and second moment estimates, one per parameter.
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    /// The variables, packed: values `[N]`.
+    params: FlatVariables,
+    /// All gradients `[N]` (each variable's gradient is a view of it).
+    grads: Tensor,
+    /// First and second moment estimates `[N]`, and their per-variable views.
+    m: Tensor,
+    v: Tensor,
+    m_views: Vec<Tensor>,
+    v_views: Vec<Tensor>,
 }
 
 impl Adam {
-    /// betas (0.9, 0.999), eps 1e-8.
+    /// betas (0.9, 0.999), eps 1e-8. Packs the store's variables (see
+    /// [`FlatVariables`]) and binds their gradients to one buffer.
     pub fn new(vs: &nn::VarStore, lr: f64) -> Self {
-        let params: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
-        let zeros = |p: &Tensor| p.zeros_like().detach();
+        let params = FlatVariables::of(vs);
+        let grads = params.bind_gradients();
+        let m = grads.zeros_like();
+        let v = grads.zeros_like();
         Adam {
             lr,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             step: 0,
-            m: params.iter().map(|(_, p)| zeros(p)).collect(),
-            v: params.iter().map(|(_, p)| zeros(p)).collect(),
+            m_views: params.views_of(&m),
+            v_views: params.views_of(&v),
+            m,
+            v,
+            grads,
             params,
         }
     }
@@ -58,13 +65,11 @@ impl Adam {
 
     /// The optimised parameters, in name order.
     pub fn params(&self) -> impl Iterator<Item = &Tensor> {
-        self.params.iter().map(|(_, p)| p)
+        self.params.variables().iter().map(|(_, p)| p)
     }
 
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        let _ = self.grads.zero_();
     }
 
     /// Scales all gradients so their joint 2-norm is at most `max_norm`
@@ -72,22 +77,10 @@ impl Adam {
     /// scalar tensor on the device (no host synchronisation).
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Tensor {
         tch::no_grad(|| {
-            let grads: Vec<Tensor> = self
-                .params
-                .iter()
-                .map(|(_, p)| p.grad())
-                .filter(|g| g.defined())
-                .collect();
-            if grads.is_empty() {
-                return Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
-            }
-            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-            let total = Tensor::stack(&norms, 0).norm();
+            let total = self.grads.norm();
             if max_norm > 0.0 {
                 let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
-                for mut g in grads {
-                    let _ = g.g_mul_(&coef);
-                }
+                let _ = self.grads.g_mul_(&coef);
             }
             total
         })
@@ -101,29 +94,28 @@ impl Adam {
         let step_size = self.lr / (1.0 - self.beta1.powi(k));
         let bias2_sqrt = (1.0 - self.beta2.powi(k)).sqrt();
         tch::no_grad(|| {
-            for (((_, p), m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let _ = m.lerp_(&g, 1.0 - self.beta1);
-                let _ = v.lerp_(&g.square(), 1.0 - self.beta2);
-                let denom = v.sqrt() / bias2_sqrt + self.eps;
-                let _ = p.g_sub_(&(&*m / denom * step_size));
-            }
+            let g = &self.grads;
+            let _ = self.m.lerp_(g, 1.0 - self.beta1);
+            let _ = self.v.lerp_(&g.square(), 1.0 - self.beta2);
+            // p + m / d with d = -(sqrt(v) / bias2_sqrt + eps) / step_size.
+            let mut d = self.v.sqrt();
+            let _ = d
+                .g_mul_scalar_(-1.0 / (step_size * bias2_sqrt))
+                .g_add_scalar_(-self.eps / step_size);
+            let _ = self.params.values().shallow_clone().addcdiv_(&self.m, &d);
         });
     }
 
     /// Moment tensors named `m.<param>` and `v.<param>`.
     pub fn state(&self) -> Vec<(String, &Tensor)> {
-        let mut out = Vec::with_capacity(2 * self.params.len());
-        for ((name, _), m) in self.params.iter().zip(&self.m) {
-            out.push((format!("m.{name}"), m));
-        }
-        for ((name, _), v) in self.params.iter().zip(&self.v) {
-            out.push((format!("v.{name}"), v));
-        }
-        out
+        let names = || self.params.variables().iter().map(|(name, _)| name);
+        let m = names()
+            .zip(&self.m_views)
+            .map(|(n, t)| (format!("m.{n}"), t));
+        let v = names()
+            .zip(&self.v_views)
+            .map(|(n, t)| (format!("v.{n}"), t));
+        m.chain(v).collect()
     }
 
     /// Restores the moments (by the names of [`Adam::state`]) and the step
@@ -134,11 +126,8 @@ impl Adam {
         get: impl Fn(&str) -> Option<Tensor>,
     ) -> Result<(), String> {
         tch::no_grad(|| {
-            for ((name, p), (m, v)) in self
-                .params
-                .iter()
-                .zip(self.m.iter_mut().zip(self.v.iter_mut()))
-            {
+            let vars = self.params.variables().iter();
+            for ((name, p), (m, v)) in vars.zip(self.m_views.iter().zip(&self.v_views)) {
                 for (prefix, slot) in [("m", m), ("v", v)] {
                     let key = format!("{prefix}.{name}");
                     let saved =
@@ -150,7 +139,7 @@ impl Adam {
                             p.size()
                         ));
                     }
-                    slot.copy_(&saved);
+                    slot.shallow_clone().copy_(&saved);
                 }
             }
             Ok(())
@@ -163,7 +152,7 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn one_step_matches_the_adam_formula() {

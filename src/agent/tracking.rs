@@ -1,35 +1,45 @@
 //! Copies that follow a network: the EMA policy and the target critics.
-
-use std::collections::BTreeMap;
+//! Both stores are packed ([`FlatVariables`]), so a copy or an EMA step is
+//! one kernel over the whole network.
 
 use tch::{Tensor, nn};
 
-/// (follower, source) variable pairs of two identically built `VarStore`s.
+use crate::nn::FlatVariables;
+
+/// The packed buffers `[N]` of a follower store and of the store it follows.
 #[derive(Debug)]
 pub struct Tracking {
-    pairs: Vec<(Tensor, Tensor)>,
+    follower: Tensor,
+    source: Tensor,
 }
 
 impl Tracking {
-    /// Pairs variables by name; both stores must hold the same network.
+    /// Packs both stores; they must hold the same network (same variable
+    /// names and shapes).
     pub fn new(follower: &nn::VarStore, source: &nn::VarStore) -> Self {
-        let sources: BTreeMap<String, Tensor> = source.variables().into_iter().collect();
-        let followers: BTreeMap<String, Tensor> = follower.variables().into_iter().collect();
+        let follower = FlatVariables::of(follower);
+        let source = FlatVariables::of(source);
+        let layout = |f: &FlatVariables| -> Vec<(String, Vec<i64>)> {
+            f.variables()
+                .iter()
+                .map(|(name, var)| (name.clone(), var.size()))
+                .collect()
+        };
         assert_eq!(
-            sources.keys().collect::<Vec<_>>(),
-            followers.keys().collect::<Vec<_>>(),
+            layout(&follower),
+            layout(&source),
             "a tracking copy must have the same variables as its source"
         );
-        let pairs = followers.into_values().zip(sources.into_values()).collect();
-        Tracking { pairs }
+        Tracking {
+            follower: follower.values().shallow_clone(),
+            source: source.values().shallow_clone(),
+        }
     }
 
     /// follower <- source.
     pub fn copy(&self) {
         tch::no_grad(|| {
-            for (follower, source) in &self.pairs {
-                follower.shallow_clone().copy_(source);
-            }
+            self.follower.shallow_clone().copy_(&self.source);
         });
     }
 
@@ -37,9 +47,7 @@ impl Tracking {
     /// rate `weight` (= tau), or an EMA step with decay 1 - weight.
     pub fn lerp(&self, weight: f64) {
         tch::no_grad(|| {
-            for (follower, source) in &self.pairs {
-                let _ = follower.shallow_clone().lerp_(source, weight);
-            }
+            let _ = self.follower.shallow_clone().lerp_(&self.source, weight);
         });
     }
 }

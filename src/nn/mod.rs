@@ -4,6 +4,7 @@
 
 mod activation;
 mod embedding;
+mod flat;
 mod init;
 mod mlp;
 mod stacked;
@@ -11,6 +12,7 @@ mod unet;
 
 pub use activation::mish;
 pub use embedding::{TimeEmbedding, sinusoidal};
+pub use flat::FlatVariables;
 pub use init::{STACKED_WEIGHT, reset_parameters};
 pub use mlp::Mlp;
 pub use stacked::StackedMlp;
