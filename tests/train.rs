@@ -184,6 +184,17 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
         lines(&killed.join("eval.jsonl")),
         lines(&whole.join("eval.jsonl"))
     );
+
+    // Resuming a finished run trains nothing, says so, and keeps its summary.
+    let summary = std::fs::read(whole.join("summary.json")).unwrap();
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&whole)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("600 steps, already complete"))
+        .stderr(predicate::str::contains("is complete (600 of 600 steps)"));
+    assert_eq!(std::fs::read(whole.join("summary.json")).unwrap(), summary);
 }
 
 #[test]

@@ -231,7 +231,15 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
     let step = agent.step();
     log::truncate_after(&dir.join(METRICS_FILE), step).map_err(TrainError::Run)?;
     log::truncate_after(&dir.join(EVAL_FILE), step).map_err(TrainError::Run)?;
-    eprintln!("resuming {} at step {step} of {}", dir.display(), cfg.steps);
+    if step >= cfg.steps {
+        eprintln!(
+            "{} is complete ({step} of {} steps): evaluating its last checkpoint",
+            dir.display(),
+            cfg.steps
+        );
+    } else {
+        eprintln!("resuming {} at step {step} of {}", dir.display(), cfg.steps);
+    }
     Run {
         cfg,
         dir: dir.to_path_buf(),
@@ -339,11 +347,16 @@ impl Run {
             steps_per_second: (cfg.steps - first_step) as f64 / seconds.max(1e-9),
             final_eval,
         };
-        let json = serde_json::to_string_pretty(&summary).expect("serialisable");
-        crate::fsutil::atomic_write(&self.dir.join(SUMMARY_FILE), |w| {
-            std::io::Write::write_all(w, json.as_bytes())
-        })
-        .map_err(|e| TrainError::Run(format!("cannot write summary: {e}")))?;
+        // A resumed run that had nothing left to do keeps the summary (and
+        // the timing) of the run that did the work.
+        let summary_file = self.dir.join(SUMMARY_FILE);
+        if first_step < cfg.steps || !summary_file.exists() {
+            let json = serde_json::to_string_pretty(&summary).expect("serialisable");
+            crate::fsutil::atomic_write(&summary_file, |w| {
+                std::io::Write::write_all(w, json.as_bytes())
+            })
+            .map_err(|e| TrainError::Run(format!("cannot write summary: {e}")))?;
+        }
         Ok(summary)
     }
 

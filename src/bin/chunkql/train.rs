@@ -142,11 +142,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
             train::train(cfg, &dir)?
         }
     };
+    let rate = if summary.steps_per_second > 0.0 {
+        format!("{:.1} steps/s", summary.steps_per_second)
+    } else {
+        "already complete".to_string()
+    };
     println!(
-        "run {}: {} steps, {:.1} steps/s\n{}",
+        "run {}: {} steps, {rate}\n{}",
         summary.run_dir.display(),
         summary.steps,
-        summary.steps_per_second,
         summary.final_eval
     );
     Ok(())
