@@ -10,6 +10,7 @@
 //! (c) CPQL with (a)'s shapes;
 //! (loop) sampling + update of (a), the real training loop.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -138,13 +139,17 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!(
+    // writeln! rather than println!: a closed pipe (`| head -1`) is not a crash.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "chunkql {config}: {rate:.1} steps/s ({:.1} ms/step, median of 5 windows)",
         1000.0 / rate
     );
     if config == "a" {
         let flops = flops_a();
-        println!(
+        let _ = writeln!(
+            out,
             "chunkql a: {:.2} GFLOP per update, {:.1} GFLOP/s achieved, peak RSS {:.0} MiB",
             flops / 1e9,
             flops * rate / 1e9,
