@@ -11,35 +11,18 @@
 //! (loop) sampling + update of (a), the real training loop.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::Device;
 
-use chunkql::agent::{AgentConfig, ChunkAgent, ChunkPolicy};
-use chunkql::chunk::{ChunkIndex, ChunkSpec};
+use chunkql::agent::{AgentConfig, ChunkPolicy};
 use chunkql::critic::CriticKind;
-use chunkql::data::{Normalizer, RandomSteps};
 use chunkql::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
 
-const ROWS: usize = 100_000;
-const OBS: usize = 17;
-const ACT: usize = 6;
-const BATCH: usize = 256;
-
-fn index(horizon: usize) -> ChunkIndex {
-    let data = RandomSteps {
-        rows: ROWS,
-        obs_dim: OBS,
-        act_dim: ACT,
-        episode_len: 1000,
-        seed: 0,
-    }
-    .generate();
-    ChunkIndex::new(Arc::new(data), ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
-}
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{ACT, BATCH, OBS, agent, index};
 
 /// Times `step` in windows of `seconds / 5` after `warmup` calls; median
 /// updates/s of the 5 windows.
@@ -63,9 +46,7 @@ fn time(mut step: impl FnMut(), seconds: f64, warmup: usize) -> f64 {
 
 fn run<P: ChunkPolicy>(horizon: usize, cfg: AgentConfig, with_sampling: bool, seconds: f64) -> f64 {
     let index = index(horizon);
-    let dims = index.empty_batch(1).dims();
-    let mut agent =
-        ChunkAgent::<P>::new(cfg, dims, Normalizer::fit(index.data()), Device::Cpu, 0).unwrap();
+    let mut agent = agent::<P>(&index, cfg);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut batch = index.sample(BATCH, &mut rng);
     time(

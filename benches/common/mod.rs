@@ -1,0 +1,35 @@
+//! The setup of issue 5's update configurations, shared by `benches/update.rs`
+//! and `examples/update_speed.rs`: random step data (obs 17, action 6,
+//! 100k rows, episodes of 1000) and a fresh agent fitted to it.
+
+use std::sync::Arc;
+
+use tch::Device;
+
+use chunkql::agent::{AgentConfig, ChunkAgent, ChunkPolicy};
+use chunkql::chunk::{ChunkIndex, ChunkSpec};
+use chunkql::data::{Normalizer, RandomSteps};
+
+pub const OBS: usize = 17;
+pub const ACT: usize = 6;
+pub const BATCH: usize = 256;
+const ROWS: usize = 100_000;
+
+/// Chunk index over the random data with chunk length `horizon`, To = 1.
+pub fn index(horizon: usize) -> ChunkIndex {
+    let data = RandomSteps {
+        rows: ROWS,
+        obs_dim: OBS,
+        act_dim: ACT,
+        episode_len: 1000,
+        seed: 0,
+    }
+    .generate();
+    ChunkIndex::new(Arc::new(data), ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
+}
+
+/// A seed-0 agent with `cfg` on the CPU, its normaliser fitted to `index`'s data.
+pub fn agent<P: ChunkPolicy>(index: &ChunkIndex, cfg: AgentConfig) -> ChunkAgent<P> {
+    let dims = index.empty_batch(1).dims();
+    ChunkAgent::new(cfg, dims, Normalizer::fit(index.data()), Device::Cpu, 0).unwrap()
+}
