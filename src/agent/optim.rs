@@ -26,6 +26,8 @@ pub struct Adam {
     v: Tensor,
     m_views: Vec<Tensor>,
     v_views: Vec<Tensor>,
+    /// Working buffer `[N]` of a step (no allocation per update).
+    scratch: Tensor,
 }
 
 impl Adam {
@@ -42,6 +44,7 @@ impl Adam {
             beta2: 0.999,
             eps: 1e-8,
             step: 0,
+            scratch: grads.zeros_like(),
             m_views: params.views_of(&m),
             v_views: params.views_of(&v),
             m,
@@ -61,11 +64,6 @@ impl Adam {
 
     pub fn steps_taken(&self) -> i64 {
         self.step
-    }
-
-    /// The optimised parameters, in name order.
-    pub fn params(&self) -> impl Iterator<Item = &Tensor> {
-        self.params.variables().iter().map(|(_, p)| p)
     }
 
     pub fn zero_grad(&mut self) {
@@ -95,14 +93,16 @@ impl Adam {
         let bias2_sqrt = (1.0 - self.beta2.powi(k)).sqrt();
         tch::no_grad(|| {
             let g = &self.grads;
+            let d = &mut self.scratch;
             let _ = self.m.lerp_(g, 1.0 - self.beta1);
-            let _ = self.v.lerp_(&g.square(), 1.0 - self.beta2);
+            let _ = g.square_out(d);
+            let _ = self.v.lerp_(d, 1.0 - self.beta2);
             // p + m / d with d = -(sqrt(v) / bias2_sqrt + eps) / step_size.
-            let mut d = self.v.sqrt();
+            let _ = self.v.sqrt_out(d);
             let _ = d
                 .g_mul_scalar_(-1.0 / (step_size * bias2_sqrt))
                 .g_add_scalar_(-self.eps / step_size);
-            let _ = self.params.values().shallow_clone().addcdiv_(&self.m, &d);
+            let _ = self.params.values().shallow_clone().addcdiv_(&self.m, d);
         });
     }
 
