@@ -6,6 +6,7 @@ mod activation;
 mod embedding;
 mod flat;
 mod init;
+mod mish_kernel;
 mod mlp;
 mod stacked;
 mod unet;
