@@ -66,9 +66,7 @@ pub fn mish(x: &Tensor) -> Tensor {
     // Records d y / d x = slope; `y` is not saved by the multiply's backward
     // (only `slope` is), so overwriting its values is invisible to autograd.
     let mut y = &x * &slope;
-    tch::no_grad(|| {
-        let _ = y.copy_(&value);
-    });
+    tch::no_grad(|| y.copy_(&value));
     y
 }
 
