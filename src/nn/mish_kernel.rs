@@ -34,7 +34,7 @@ fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let er = p * (r * r) + r + 1.0;
     // 2^k from the integer in the low bits of `shifted`.
     let k_int = shifted.to_bits().wrapping_sub(SHIFT.to_bits()) as i32;
@@ -188,7 +188,8 @@ mod tests {
     #[test]
     fn every_compiled_variant_agrees() {
         let x = grid();
-        let run = |f: &dyn Fn(&[f32], &mut [f32], Option<&mut [f32]>)| {
+        type Kernel = dyn Fn(&[f32], &mut [f32], Option<&mut [f32]>);
+        let run = |f: &Kernel| {
             let mut value = vec![0.0; x.len()];
             let mut slope = vec![0.0; x.len()];
             f(&x, &mut value, Some(&mut slope));
