@@ -2,7 +2,10 @@
 //! in the same format as `bench/reference.py` (the same step in PyTorch) so
 //! that `bench/side_by_side.sh` can put them next to each other.
 //!
-//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N]`
+//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N] [--workers W]`
+//!
+//! W: slices per update (default: one per thread, as `chunkql train`; 1: the
+//! whole batch on one thread with N intra-op threads).
 //!
 //! (a) Diffusion-QL, MLP policy and twin 3x256 critics: obs 17, action 6,
 //!     H 4, batch 256, T 5 (the default config);
@@ -44,9 +47,15 @@ fn time(mut step: impl FnMut(), seconds: f64, warmup: usize) -> f64 {
     rates[2]
 }
 
-fn run<P: ChunkPolicy>(horizon: usize, cfg: AgentConfig, with_sampling: bool, seconds: f64) -> f64 {
+fn run<P: ChunkPolicy>(
+    horizon: usize,
+    cfg: AgentConfig,
+    with_sampling: bool,
+    seconds: f64,
+    workers: Option<usize>,
+) -> f64 {
     let index = index(horizon);
-    let mut agent = agent::<P>(&index, cfg);
+    let mut agent = agent::<P>(&index, cfg, workers);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut batch = index.sample(BATCH, &mut rng);
     time(
@@ -105,16 +114,17 @@ fn main() {
     let seconds = flag("--seconds").unwrap_or(10.0);
     let threads = flag("--threads").unwrap_or(2.0) as i32;
     tch::set_num_threads(threads);
+    let workers = flag("--workers").map(|w| w as usize);
     let rate = match config {
-        "a" => run::<DiffusionPolicy>(4, AgentConfig::default(), false, seconds),
+        "a" => run::<DiffusionPolicy>(4, AgentConfig::default(), false, seconds, workers),
         "b" => {
             let mut cfg = AgentConfig::default();
             cfg.diffusion.net.net = NetKind::Unet;
             cfg.critic.kind = CriticKind::Unet;
-            run::<DiffusionPolicy>(16, cfg, false, seconds)
+            run::<DiffusionPolicy>(16, cfg, false, seconds, workers)
         }
-        "c" => run::<ConsistencyPolicy>(4, AgentConfig::default(), false, seconds),
-        "loop" => run::<DiffusionPolicy>(4, AgentConfig::default(), true, seconds),
+        "c" => run::<ConsistencyPolicy>(4, AgentConfig::default(), false, seconds, workers),
+        "loop" => run::<DiffusionPolicy>(4, AgentConfig::default(), true, seconds, workers),
         other => {
             eprintln!("unknown config `{other}` (a, b, c, loop)");
             std::process::exit(2);

@@ -16,6 +16,10 @@ pub struct NoiseSource {
     rng: ChaCha8Rng,
     device: Device,
     buffer: Vec<f32>,
+    /// Tests only: every draw is 0, so that an update is a deterministic
+    /// function of its batch (forks inherit it).
+    #[cfg(test)]
+    silent: bool,
 }
 
 /// Position of a `NoiseSource`'s stream, for checkpoints.
@@ -34,6 +38,8 @@ impl NoiseSource {
             rng: ChaCha8Rng::seed_from_u64(seed),
             device,
             buffer: Vec::new(),
+            #[cfg(test)]
+            silent: false,
         }
     }
 
@@ -43,6 +49,10 @@ impl NoiseSource {
 
     /// Standard normal noise of `shape`, f32, on the device.
     pub fn normal(&mut self, shape: &[i64]) -> Tensor {
+        #[cfg(test)]
+        if self.silent {
+            return Tensor::zeros(shape, (Kind::Float, self.device));
+        }
         let n: i64 = shape.iter().product();
         self.buffer.clear();
         let rng = &mut self.rng;
@@ -55,6 +65,10 @@ impl NoiseSource {
 
     /// `[n]` integers uniform in `0..high`, int64, on the device.
     pub fn integers(&mut self, n: usize, high: i64) -> Tensor {
+        #[cfg(test)]
+        if self.silent {
+            return Tensor::zeros([n as i64], (Kind::Int64, self.device));
+        }
         let values: Vec<i64> = (0..n).map(|_| self.rng.random_range(0..high)).collect();
         Tensor::from_slice(&values).to_device(self.device)
     }
@@ -62,6 +76,28 @@ impl NoiseSource {
     /// `[n]` integers uniform in `0..high`, on the host.
     pub fn host_integers(&mut self, n: usize, high: usize) -> Vec<usize> {
         (0..n).map(|_| self.rng.random_range(0..high)).collect()
+    }
+
+    /// An independent source on the same device, seeded from this stream
+    /// (which advances by one draw): each slice of a split update draws from
+    /// its own fork, so the result does not depend on thread timing.
+    pub fn fork(&mut self) -> NoiseSource {
+        #[allow(unused_mut)]
+        let mut fork = NoiseSource::new(self.rng.next_u64(), self.device);
+        #[cfg(test)]
+        {
+            fork.silent = self.silent;
+        }
+        fork
+    }
+
+    /// Tests only: a source whose every draw is 0.
+    #[cfg(test)]
+    pub(crate) fn silent(device: Device) -> Self {
+        NoiseSource {
+            silent: true,
+            ..NoiseSource::new(0, device)
+        }
     }
 
     /// The underlying RNG, for host-side draws.
@@ -100,6 +136,8 @@ impl NoiseSource {
             rng,
             device,
             buffer: Vec::new(),
+            #[cfg(test)]
+            silent: false,
         })
     }
 }
@@ -125,6 +163,19 @@ mod tests {
         assert_eq!(a.host_integers(5, 100), restored.host_integers(5, 100));
         let json = serde_json::to_string(&saved).unwrap();
         assert_eq!(serde_json::from_str::<NoiseState>(&json).unwrap(), saved);
+    }
+
+    #[test]
+    fn forks_are_reproducible_and_differ_from_each_other() {
+        let mut a = NoiseSource::new(9, Device::Cpu);
+        let mut b = NoiseSource::new(9, Device::Cpu);
+        let (mut a1, mut a2) = (a.fork(), a.fork());
+        let (mut b1, mut b2) = (b.fork(), b.fork());
+        assert!(a1.normal(&[8]).equal(&b1.normal(&[8])));
+        let (x, y) = (a2.normal(&[8]), b2.normal(&[8]));
+        assert!(x.equal(&y));
+        assert!(!x.equal(&a1.normal(&[8])));
+        assert_eq!(a.state(), b.state());
     }
 
     #[test]

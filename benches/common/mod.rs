@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tch::Device;
 
-use chunkql::agent::{AgentConfig, ChunkAgent, ChunkPolicy};
+use chunkql::agent::{AgentConfig, ChunkAgent, ChunkPolicy, auto_workers};
 use chunkql::chunk::{ChunkIndex, ChunkSpec};
 use chunkql::data::{Normalizer, RandomSteps};
 
@@ -28,8 +28,19 @@ pub fn index(horizon: usize) -> ChunkIndex {
     ChunkIndex::new(Arc::new(data), ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
 }
 
-/// A seed-0 agent with `cfg` on the CPU, its normaliser fitted to `index`'s data.
-pub fn agent<P: ChunkPolicy>(index: &ChunkIndex, cfg: AgentConfig) -> ChunkAgent<P> {
+/// A seed-0 agent with `cfg` on the CPU, its normaliser fitted to `index`'s
+/// data, its updates split as `chunkql train` splits them by default (one
+/// slice per libtorch thread) unless `workers` says otherwise.
+pub fn agent<P: ChunkPolicy>(
+    index: &ChunkIndex,
+    cfg: AgentConfig,
+    workers: Option<usize>,
+) -> ChunkAgent<P> {
     let dims = index.empty_batch(1).dims();
-    ChunkAgent::new(cfg, dims, Normalizer::fit(index.data()), Device::Cpu, 0).unwrap()
+    let mut agent =
+        ChunkAgent::new(cfg, dims, Normalizer::fit(index.data()), Device::Cpu, 0).unwrap();
+    let threads = tch::get_num_threads().max(1) as usize;
+    let count = workers.unwrap_or_else(|| auto_workers(Device::Cpu, threads, BATCH));
+    agent.set_workers(count, (threads / count).max(1)).unwrap();
+    agent
 }

@@ -67,6 +67,15 @@ impl AnyAgent {
         each!(self, a => a.update(batch))
     }
 
+    /// See [`ChunkAgent::set_workers`].
+    pub fn set_workers(&mut self, count: usize, intra_op_threads: usize) -> Result<(), AgentError> {
+        each!(self, a => a.set_workers(count, intra_op_threads))
+    }
+
+    pub fn workers(&self) -> usize {
+        each!(self, a => a.workers())
+    }
+
     pub fn step(&self) -> u64 {
         each!(self, a => a.step())
     }

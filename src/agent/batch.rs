@@ -132,6 +132,42 @@ impl TensorBatch {
         self.len() == 0
     }
 
+    /// Rows `start..start + len` of every field, as views (no copy).
+    pub fn rows(&self, start: i64, len: i64) -> TensorBatch {
+        let cut = |t: &Tensor| t.narrow(0, start, len);
+        TensorBatch {
+            obs: cut(&self.obs),
+            actions: cut(&self.actions),
+            mask: cut(&self.mask),
+            reward: cut(&self.reward),
+            done: cut(&self.done),
+            discount: cut(&self.discount),
+            next_obs: cut(&self.next_obs),
+            one_step: self.one_step.as_ref().map(|one| OneStepTensors {
+                reward: cut(&one.reward),
+                done: cut(&one.done),
+                discount: cut(&one.discount),
+                next_obs: cut(&one.next_obs),
+            }),
+        }
+    }
+
+    /// The batch cut into `parts` consecutive slices of rows whose sizes
+    /// differ by at most one (fewer slices if there are fewer rows).
+    pub fn split(&self, parts: usize) -> Vec<TensorBatch> {
+        let b = self.len();
+        let parts = (parts.max(1) as i64).min(b.max(1));
+        let mut start = 0;
+        (0..parts)
+            .map(|i| {
+                let len = b / parts + i64::from(i < b % parts);
+                let slice = self.rows(start, len);
+                start += len;
+                slice
+            })
+            .collect()
+    }
+
     /// Every tensor of the batch (for device checks).
     pub fn tensors(&self) -> Vec<&Tensor> {
         let mut all = vec![

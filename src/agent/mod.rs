@@ -11,10 +11,12 @@ mod config;
 mod error;
 mod optim;
 mod policies;
+mod step;
 mod target;
 #[cfg(test)]
 mod tests;
 mod tracking;
+mod workers;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,6 +32,7 @@ pub use optim::Adam;
 pub use policies::ChunkPolicy;
 pub use target::{bellman_target, max_over_samples};
 pub use tracking::{Tracking, set_requires_grad};
+pub use workers::{MIN_SLICE_ROWS, Workers, auto_workers};
 
 use crate::chunk::{ChunkBatch, ChunkDims};
 use crate::critic::{TwinCritic, full_mask};
@@ -84,6 +87,7 @@ pub struct ChunkAgent<P: ChunkPolicy> {
     ema_tracking: Tracking,
     target_tracking: Tracking,
     noise: NoiseSource,
+    workers: Workers,
     step: u64,
 }
 
@@ -148,6 +152,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
             target,
             ema_tracking,
             target_tracking,
+            workers: Workers::inline(),
             step: 0,
         })
     }
@@ -174,69 +179,32 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
         TensorBatch::new(batch, &self.norm, self.device, self.config.reward_scale)
     }
 
-    /// One training step on `batch` (see the module doc).
-    pub fn update(&mut self, batch: &ChunkBatch) -> Metrics {
-        let b = self.tensors(batch);
-        let next_chunks = self.next_chunks(&b);
-        let critic = self.critic_step(&b, &next_chunks);
-        let actor = self.actor_step(&b);
-        self.update_targets();
-        self.step += 1;
-        self.set_learning_rates();
-        Metrics {
-            step: self.step,
-            critic_loss: critic.loss,
-            actor_loss: actor.loss,
-            bc_loss: actor.bc_loss,
-            q_loss: actor.q_loss,
-            q_mean: critic.q_mean,
-            target_mean: critic.target_mean,
-            critic_grad_norm: critic.grad_norm,
-            actor_grad_norm: actor.grad_norm,
-            actor_lr: self.actor_opt.lr(),
+    /// Splits each update's batch into `count` slices, each on its own
+    /// thread with `intra_op_threads` libtorch threads (1: the whole batch on
+    /// the calling thread). The step is the same; only the noise draws and
+    /// float summation order depend on `count`. Not saved in checkpoints.
+    pub fn set_workers(&mut self, count: usize, intra_op_threads: usize) -> Result<(), AgentError> {
+        if count != self.workers.count() {
+            self.workers = Workers::new(count, intra_op_threads)?;
         }
+        Ok(())
     }
 
-    /// The next states the target bootstraps from: the chunk's s_{t+tau}
-    /// (SMDP) or s_{t+1} (one-step ablation). `[B, To*O]`.
-    fn bootstrap_obs<'b>(&self, b: &'b TensorBatch) -> &'b Tensor {
-        match (self.config.target, &b.one_step) {
-            (TargetKind::Smdp, _) => &b.next_obs,
-            (TargetKind::OneStep, Some(one)) => &one.next_obs,
-            (TargetKind::OneStep, None) => {
-                panic!("the one-step target needs a batch from ChunkBatch::with_one_step")
-            }
-        }
+    /// Slices per update (see [`ChunkAgent::set_workers`]).
+    pub fn workers(&self) -> usize {
+        self.workers.count()
     }
 
     /// Chunks a' ~ pi_ema( . | s') for the target, k per next state with
     /// max-Q backup: `[B*k, H, A]`, rows grouped by state.
     pub fn next_chunks(&mut self, b: &TensorBatch) -> Tensor {
-        let k = if self.config.max_q_backup {
-            self.config.max_q_samples as i64
-        } else {
-            1
-        };
-        let next_obs = repeat_rows(self.bootstrap_obs(b), k);
-        tch::no_grad(|| self.ema.sample(&next_obs, &mut self.noise))
+        step::nets!(self).next_chunks(b, &mut self.noise)
     }
 
     /// y = R + (1 - done) * discount * max_k min(Q1', Q2')(s', a'_k) with the
     /// target critics, for `next_chunks` `[B*k, H, A]` -> `[B]`.
     pub fn critic_target(&self, b: &TensorBatch, next_chunks: &Tensor) -> Tensor {
-        let batch = b.len();
-        let k = next_chunks.size()[0] / batch;
-        let next_obs = repeat_rows(self.bootstrap_obs(b), k);
-        tch::no_grad(|| {
-            let mask = full_mask(batch * k, self.dims.horizon as i64, self.device);
-            let next_q = max_over_samples(&self.target.min(&next_obs, next_chunks, &mask), batch);
-            match (self.config.target, &b.one_step) {
-                (TargetKind::OneStep, Some(one)) => {
-                    bellman_target(&one.reward, &one.done, &one.discount, &next_q)
-                }
-                _ => bellman_target(&b.reward, &b.done, &b.discount, &next_q),
-            }
-        })
+        step::nets!(self).critic_target(b, next_chunks)
     }
 
     /// Critic step: L = mean (Q1 - y)^2 + mean (Q2 - y)^2 with y from
@@ -254,36 +222,6 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
             loss: loss.double_value(&[]),
             q_mean: q1.mean(Kind::Float).double_value(&[]),
             target_mean: y.mean(Kind::Float).double_value(&[]),
-            grad_norm: grad_norm.double_value(&[]),
-        }
-    }
-
-    /// Actor step: L = L_bc + eta * (-Q1(s, a_pi) / mean|Q2(s, a_pi)|), a_pi
-    /// sampled with gradients through every denoising step; the critic is
-    /// frozen meanwhile.
-    fn actor_step(&mut self, b: &TensorBatch) -> ActorStats {
-        let bc = self
-            .policy
-            .bc_loss(&b.obs, &b.actions, &self.ema, &mut self.noise);
-        let q_loss = if self.config.eta > 0.0 {
-            set_requires_grad(&self.critic_vs, false);
-            let chunks = self.policy.sample(&b.obs, &mut self.noise);
-            let mask = full_mask(b.len(), self.dims.horizon as i64, self.device);
-            let (q1, q2) = self.critic.forward(&b.obs, &chunks, &mask);
-            set_requires_grad(&self.critic_vs, true);
-            -q1.mean(Kind::Float) / q2.abs().mean(Kind::Float).detach()
-        } else {
-            Tensor::zeros([], (Kind::Float, self.device))
-        };
-        let loss = &bc + &q_loss * self.config.eta;
-        self.actor_opt.zero_grad();
-        loss.backward();
-        let grad_norm = self.actor_opt.clip_grad_norm(self.config.grad_clip);
-        self.actor_opt.step();
-        ActorStats {
-            loss: loss.double_value(&[]),
-            bc_loss: bc.double_value(&[]),
-            q_loss: q_loss.double_value(&[]),
             grad_norm: grad_norm.double_value(&[]),
         }
     }
@@ -398,15 +336,8 @@ pub struct CriticStats {
     pub grad_norm: f64,
 }
 
-struct ActorStats {
-    loss: f64,
-    bc_loss: f64,
-    q_loss: f64,
-    grad_norm: f64,
-}
-
 /// Each row of `x` `[B, ...]` repeated k times in place: `[B*k, ...]`.
-fn repeat_rows(x: &Tensor, k: i64) -> Tensor {
+pub(crate) fn repeat_rows(x: &Tensor, k: i64) -> Tensor {
     if k == 1 {
         x.shallow_clone()
     } else {

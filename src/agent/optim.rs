@@ -66,6 +66,28 @@ impl Adam {
         self.step
     }
 
+    /// The variables, in the order of the packed gradient buffer (for
+    /// [`packed_gradient`](crate::nn::packed_gradient)).
+    pub fn variables(&self) -> Vec<Tensor> {
+        self.params
+            .variables()
+            .iter()
+            .map(|(_, v)| v.shallow_clone())
+            .collect()
+    }
+
+    /// Sets the gradient to the sum of `parts` (each `[N]`, packed like the
+    /// variables), added in the order given.
+    pub fn set_gradient(&mut self, parts: &[Tensor]) {
+        tch::no_grad(|| {
+            let (first, rest) = parts.split_first().expect("at least one gradient part");
+            self.grads.copy_(first);
+            for part in rest {
+                let _ = self.grads.g_add_(part);
+            }
+        });
+    }
+
     pub fn zero_grad(&mut self) {
         let _ = self.grads.zero_();
     }

@@ -8,7 +8,7 @@ use crate::chunk::ChunkDims;
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy};
 
-pub trait ChunkPolicy: Sized {
+pub trait ChunkPolicy: Sized + Send {
     const ALGORITHM: Algorithm;
 
     /// Builds the policy from its section of `cfg`.

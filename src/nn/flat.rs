@@ -90,6 +90,28 @@ impl FlatVariables {
     }
 }
 
+/// d loss / d variables, packed `[N]` in the order of `variables` (a
+/// variable the loss does not depend on gets zeros). Unlike a backward pass,
+/// nothing accumulates into the variables' own gradients: several threads
+/// can each take the gradient of their own loss, and the caller adds the
+/// parts up in a fixed order, so the sum does not depend on timing.
+pub fn packed_gradient(loss: &Tensor, variables: &[Tensor]) -> Tensor {
+    let refs: Vec<&Tensor> = variables.iter().collect();
+    let grads = Tensor::run_backward(&[loss], &refs, false, false);
+    let flat: Vec<Tensor> = grads
+        .iter()
+        .zip(variables)
+        .map(|(g, v)| {
+            if g.defined() {
+                g.view([-1])
+            } else {
+                v.zeros_like().view([-1])
+            }
+        })
+        .collect();
+    Tensor::cat(&flat, 0)
+}
+
 /// The buffer the variables already are consecutive views of, if they are.
 fn packed_buffer(vars: &[(String, Tensor)], total: i64) -> Option<Tensor> {
     let (_, first) = vars.first()?;
@@ -187,6 +209,32 @@ mod tests {
         assert_eq!(
             Vec::<f32>::try_from(a.grad().view([-1])).unwrap(),
             vec![0.0; 4]
+        );
+    }
+
+    #[test]
+    fn packed_gradient_by_hand_and_without_touching_the_gradients() {
+        let (vs, a, b) = store();
+        let flat = FlatVariables::of(&vs);
+        let grads = flat.bind_gradients();
+        let vars: Vec<Tensor> = flat
+            .variables()
+            .iter()
+            .map(|(_, v)| v.shallow_clone())
+            .collect();
+        // loss = sum(a * 0.5) + b0 * b1: da = 0.5, db = (b1, b0) = (2, 1).
+        let loss = (&a * 0.5).sum(Kind::Float) + b.get(0) * b.get(1);
+        let g = packed_gradient(&loss, &vars);
+        assert_eq!(
+            Vec::<f32>::try_from(&g).unwrap(),
+            vec![0.5, 0.5, 0.5, 0.5, 2.0, 1.0]
+        );
+        assert_eq!(Vec::<f32>::try_from(&grads).unwrap(), vec![0.0; 6]);
+        // A loss of `a` alone: zeros for `b`.
+        let g = packed_gradient(&a.sum(Kind::Float), &vars);
+        assert_eq!(
+            Vec::<f32>::try_from(&g).unwrap(),
+            vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
         );
     }
 

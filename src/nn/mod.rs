@@ -13,7 +13,7 @@ mod unet;
 
 pub use activation::mish;
 pub use embedding::{TimeEmbedding, sinusoidal};
-pub use flat::FlatVariables;
+pub use flat::{FlatVariables, packed_gradient};
 pub use init::{STACKED_WEIGHT, reset_parameters};
 pub use mlp::Mlp;
 pub use stacked::StackedMlp;

@@ -45,8 +45,13 @@ pub struct TrainConfig {
     pub execute: usize,
     /// A checkpoint every this many updates (and at the end).
     pub checkpoint_every: u64,
-    /// Intra-op threads of libtorch; 0: all cores.
+    /// CPU threads for the update (libtorch's intra-op threads); 0: all cores.
     pub threads: usize,
+    /// Slices each update's batch is split into, each on its own thread
+    /// with threads / workers intra-op threads (1: the whole batch on one
+    /// thread); 0: one per thread on the CPU with at least 64 rows each, 1 on
+    /// a GPU.
+    pub workers: usize,
     pub agent: AgentConfig,
 }
 
@@ -71,6 +76,7 @@ impl Default for TrainConfig {
             execute: 0,
             checkpoint_every: 1000,
             threads: 0,
+            workers: 0,
             agent: AgentConfig::default(),
         }
     }

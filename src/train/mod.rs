@@ -23,7 +23,7 @@ pub use config::{ConfigError, TrainConfig};
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
 
-use crate::agent::{AgentError, AnyAgent, read_checkpoint_info};
+use crate::agent::{AgentError, AnyAgent, auto_workers, read_checkpoint_info};
 use crate::chunk::{ChunkError, ChunkIndex};
 use crate::data::{self, DataError, Normalizer, StepDataset};
 use crate::env::{self, UnknownEnv};
@@ -168,7 +168,7 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
         agent_cfg.lr_decay_steps = cfg.steps;
     }
     let dims = index.empty_batch(1).dims();
-    let agent = AnyAgent::new(
+    let mut agent = AnyAgent::new(
         cfg.algorithm,
         agent_cfg.clone(),
         dims,
@@ -176,6 +176,7 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
         device,
         cfg.seed,
     )?;
+    let workers = set_workers(&mut agent, &cfg, device)?;
     let resolved = TrainConfig {
         agent: agent_cfg,
         ..cfg
@@ -192,12 +193,13 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
         ))
     })?;
     say(&format!(
-        "training {} with H {} on {} ({} sampleable chunks) into {}",
+        "training {} with H {} on {} ({} sampleable chunks) into {}{}",
         resolved.algorithm,
         resolved.horizon,
         resolved.env,
         index.len(),
-        dir.display()
+        dir.display(),
+        workers_note(workers)
     ));
     let sampler = NoiseSource::new(crate::env::seed_for(resolved.seed, 0x5A_3B1E), Device::Cpu);
     Run {
@@ -225,7 +227,8 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
     })?;
     let data = Arc::new(load_dataset(&cfg, &|m| eprintln!("{m}"))?);
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
-    let agent = AnyAgent::load(&checkpoint, device)?;
+    let mut agent = AnyAgent::load(&checkpoint, device)?;
+    set_workers(&mut agent, &cfg, device)?;
     let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu)
         .ok_or_else(|| TrainError::Run(format!("{}: bad sampler state", checkpoint.display())))?;
     let step = agent.step();
@@ -254,6 +257,32 @@ fn set_threads(threads: usize) {
     if threads > 0 {
         tch::set_num_threads(threads as i32);
     }
+}
+
+/// ", batch split over N threads" when updates are split.
+fn workers_note(workers: usize) -> String {
+    if workers > 1 {
+        format!(", each batch split over {workers} threads")
+    } else {
+        String::new()
+    }
+}
+
+/// Splits the agent's updates as `cfg.workers` says (0: [`auto_workers`]
+/// for the device, libtorch's threads and the batch size); returns the
+/// number of slices.
+fn set_workers(
+    agent: &mut AnyAgent,
+    cfg: &TrainConfig,
+    device: Device,
+) -> Result<usize, TrainError> {
+    let threads = (tch::get_num_threads().max(1)) as usize;
+    let count = match cfg.workers {
+        0 => auto_workers(device, threads, cfg.batch_size),
+        n => n,
+    };
+    agent.set_workers(count, (threads / count).max(1))?;
+    Ok(count)
 }
 
 impl Run {

@@ -1,6 +1,7 @@
 //! Short Diffusion-QL and CPQL runs on the built-in line-walk data lower the
 //! critic loss and learn that moving towards the goal is worth more than
-//! moving away, and the policy's chunks move towards the goal.
+//! moving away, and the policy's chunks move towards the goal (Diffusion-QL
+//! also with each batch split over two threads).
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -35,7 +36,7 @@ fn mean(ms: &[Metrics], f: impl Fn(&Metrics) -> f64) -> f64 {
     ms.iter().map(f).sum::<f64>() / ms.len() as f64
 }
 
-fn short_run<P: ChunkPolicy>(name: &str) {
+fn short_run<P: ChunkPolicy>(name: &str, workers: usize) {
     one_thread();
     let data = Arc::new(
         LineWalk {
@@ -51,6 +52,7 @@ fn short_run<P: ChunkPolicy>(name: &str) {
     cfg.critic_lr = 1e-3;
     let mut agent =
         ChunkAgent::<P>::new(cfg, index.empty_batch(1).dims(), normalizer, Device::Cpu, 0).unwrap();
+    agent.set_workers(workers, 1).unwrap();
     let xs = [-0.2f32, 0.2, 0.5, 0.7];
     let before = preference(&agent, &xs);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -91,10 +93,15 @@ fn short_run<P: ChunkPolicy>(name: &str) {
 
 #[test]
 fn diffusion_ql_learns_to_prefer_moving_to_the_goal() {
-    short_run::<DiffusionPolicy>("Diffusion-QL");
+    short_run::<DiffusionPolicy>("Diffusion-QL", 1);
+}
+
+#[test]
+fn diffusion_ql_learns_with_the_batch_split_over_two_threads() {
+    short_run::<DiffusionPolicy>("Diffusion-QL, 2 slices", 2);
 }
 
 #[test]
 fn cpql_learns_to_prefer_moving_to_the_goal() {
-    short_run::<ConsistencyPolicy>("CPQL");
+    short_run::<ConsistencyPolicy>("CPQL", 1);
 }

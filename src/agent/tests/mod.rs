@@ -6,6 +6,7 @@ mod bimodal;
 mod checkpoint;
 mod evaluation;
 mod learning;
+mod split;
 mod target;
 
 use std::sync::Arc;
