@@ -177,8 +177,11 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
         cfg.seed,
     )?;
     let workers = set_workers(&mut agent, &cfg, device)?;
+    // The resolved slice count is saved: the noise each slice draws depends
+    // on it, so a rerun or resume from the config file uses the same.
     let resolved = TrainConfig {
         agent: agent_cfg,
+        workers,
         ..cfg
     };
     std::fs::create_dir_all(dir)
