@@ -723,7 +723,7 @@ def measure(one_step, seconds, warmup, windows=5):
                 break
         rates.append(n / elapsed)
     rate = statistics.median(rates)
-    return f"{rate:.1f} steps/s ({1e3 / rate:.1f} ms/step, median of {windows} windows)"
+    return f"{rate:.2f} steps/s ({1e3 / rate:.1f} ms/step, median of {windows} windows)"
 
 
 def main():

@@ -134,7 +134,7 @@ fn main() {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "chunkql {config}: {rate:.1} steps/s ({:.1} ms/step, median of 5 windows)",
+        "chunkql {config}: {rate:.2} steps/s ({:.1} ms/step, median of 5 windows)",
         1000.0 / rate
     );
     if config == "a" {
