@@ -1,12 +1,13 @@
 //! `Workers`: the threads an update's batch slices run on.
 //!
 //! On a CPU with few cores the update's tensors are small ([256, 256]), and
-//! libtorch's intra-op threads spend much of their time waking up and waiting
-//! at the end of each of the step's ~2000 kernels. Splitting the batch into
-//! one slice per core instead, each slice's forward and backward passes on its
-//! own thread with one intra-op thread, keeps every core busy for whole passes
-//! (docs/benchmarks.md). The slices' gradients add up in the shared gradient
-//! buffers, so the step is the same as on the whole batch.
+//! libtorch's intra-op threads spend much of their time waking up and
+//! waiting at the end of each of the step's many small kernels. Splitting the
+//! batch into one slice per core instead, each slice's forward and backward
+//! passes on its own thread with one intra-op thread, keeps every core busy
+//! for whole passes (docs/benchmarks.md). The slices' gradients are summed
+//! before the optimiser step (`super::step`), so the step is the one on the
+//! whole batch.
 
 use std::sync::{Arc, Mutex};
 

@@ -14,6 +14,10 @@ use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
 
 fn setup<P: ChunkPolicy>(net: NetKind) -> (ChunkAgent<P>, ChunkIndex) {
+    setup_on(net, Device::Cpu)
+}
+
+fn setup_on<P: ChunkPolicy>(net: NetKind, device: Device) -> (ChunkAgent<P>, ChunkIndex) {
     one_thread();
     let data = Arc::new(
         LineWalk {
@@ -28,14 +32,8 @@ fn setup<P: ChunkPolicy>(net: NetKind) -> (ChunkAgent<P>, ChunkIndex) {
     cfg.diffusion.net.net = net;
     cfg.consistency.net.net = net;
     cfg.best_of_n = 3;
-    let agent = ChunkAgent::<P>::new(
-        cfg,
-        index.empty_batch(1).dims(),
-        normalizer,
-        Device::Cpu,
-        11,
-    )
-    .unwrap();
+    let agent =
+        ChunkAgent::<P>::new(cfg, index.empty_batch(1).dims(), normalizer, device, 11).unwrap();
     (agent, index)
 }
 
@@ -150,14 +148,30 @@ fn bad_checkpoints_are_clear_errors() {
     );
 }
 
+/// On `test_device()`: both agents, the whole-batch update and the update
+/// split over two worker threads (what `chunkql train` runs on a CPU).
 #[test]
 fn every_tensor_of_an_update_is_on_the_agent_device() {
-    let (mut agent, index) = setup::<DiffusionPolicy>(NetKind::Mlp);
-    let device = agent.device();
+    every_tensor_on_the_device::<DiffusionPolicy>(test_device());
+    every_tensor_on_the_device::<ConsistencyPolicy>(test_device());
+}
+
+fn every_tensor_on_the_device<P: ChunkPolicy>(device: Device) {
+    let (mut agent, index) = setup_on::<P>(NetKind::Mlp, device);
+    assert_eq!(agent.device(), device);
     let batch = index.sample(8, &mut ChaCha8Rng::seed_from_u64(0));
-    agent.update(&batch);
+    for workers in [1, 2] {
+        agent.set_workers(workers, 1).unwrap();
+        let metrics = agent.update(&batch);
+        assert!(metrics.critic_loss.is_finite() && metrics.actor_loss.is_finite());
+    }
     let b = agent.tensors(&batch);
     assert!(b.tensors().iter().all(|t| t.device() == device));
+    assert!(
+        b.split(2)
+            .iter()
+            .all(|slice| slice.tensors().iter().all(|t| t.device() == device))
+    );
     assert!(
         agent
             .variables()

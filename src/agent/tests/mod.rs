@@ -97,6 +97,17 @@ pub fn small_config(width: i64) -> AgentConfig {
     cfg
 }
 
+/// The device the device tests run on: `CHUNKQL_TEST_DEVICE` (`cpu`, the
+/// default, or `cuda`), so that a GPU machine runs
+/// `CHUNKQL_TEST_DEVICE=cuda cargo test on_the_agent_device`.
+pub fn test_device() -> tch::Device {
+    match std::env::var("CHUNKQL_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => tch::Device::Cpu,
+        Ok("cuda") => crate::device::cuda(0).expect("CHUNKQL_TEST_DEVICE=cuda"),
+        Ok(other) => panic!("CHUNKQL_TEST_DEVICE={other}: use cpu or cuda"),
+    }
+}
+
 /// Runs with one intra-op thread: test threads already share the 2 cores.
 pub fn one_thread() {
     tch::set_num_threads(1);
