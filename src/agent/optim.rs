@@ -88,6 +88,16 @@ impl Adam {
         });
     }
 
+    /// One optimiser step on the gradient sum of `parts` (see
+    /// [`Adam::set_gradient`]), clipped to `max_norm`; returns the norm
+    /// before clipping (one host read).
+    pub fn step_on(&mut self, parts: &[Tensor], max_norm: f64) -> f64 {
+        self.set_gradient(parts);
+        let norm = self.clip_grad_norm(max_norm).double_value(&[]);
+        self.step();
+        norm
+    }
+
     pub fn zero_grad(&mut self) {
         let _ = self.grads.zero_();
     }

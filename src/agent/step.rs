@@ -215,12 +215,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
         let (critic_loss, bc_loss) = (sum(|s| s.critic_loss), sum(|s| s.bc_loss));
         let (q_mean, target_mean) = (sum(|s| s.q1_sum) / total, sum(|s| s.y_sum) / total);
         let parts: Vec<Tensor> = a.iter().map(|s| s.critic_grad.shallow_clone()).collect();
-        self.critic_opt.set_gradient(&parts);
-        let critic_grad_norm = self
-            .critic_opt
-            .clip_grad_norm(self.config.grad_clip)
-            .double_value(&[]);
-        self.critic_opt.step();
+        let critic_grad_norm = self.critic_opt.step_on(&parts, self.config.grad_clip);
 
         let eta = self.config.eta;
         let policy_vars = Shared(&policy_vars);
@@ -245,12 +240,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
                 .run(a, |s| packed_gradient(&s.bc, policy_vars.get()));
             (0.0, parts)
         };
-        self.actor_opt.set_gradient(&parts);
-        let actor_grad_norm = self
-            .actor_opt
-            .clip_grad_norm(self.config.grad_clip)
-            .double_value(&[]);
-        self.actor_opt.step();
+        let actor_grad_norm = self.actor_opt.step_on(&parts, self.config.grad_clip);
 
         self.update_targets();
         self.step += 1;

@@ -9,7 +9,6 @@ use tch::{Device, Tensor};
 use super::*;
 use crate::agent::{AgentError, ChunkAgent, ChunkPolicy, Cpql, DiffusionQl, read_checkpoint_info};
 use crate::chunk::ChunkBatch;
-use crate::data::{LineWalk, Normalizer};
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
 
@@ -19,15 +18,7 @@ fn setup<P: ChunkPolicy>(net: NetKind) -> (ChunkAgent<P>, ChunkIndex) {
 
 fn setup_on<P: ChunkPolicy>(net: NetKind, device: Device) -> (ChunkAgent<P>, ChunkIndex) {
     one_thread();
-    let data = Arc::new(
-        LineWalk {
-            episodes: 20,
-            ..LineWalk::default()
-        }
-        .generate(),
-    );
-    let normalizer = Normalizer::fit(&data);
-    let index = index(data, 4, 0.99, 2);
+    let (index, normalizer) = line_walk(20, 4, 2);
     let mut cfg = small_config(32);
     cfg.diffusion.net.net = net;
     cfg.consistency.net.net = net;

@@ -9,7 +9,6 @@ use tch::{Device, Kind, Tensor};
 
 use super::*;
 use crate::agent::{ChunkAgent, ChunkPolicy, Metrics};
-use crate::data::{LineWalk, Normalizer};
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy};
 
@@ -38,15 +37,7 @@ fn mean(ms: &[Metrics], f: impl Fn(&Metrics) -> f64) -> f64 {
 
 fn short_run<P: ChunkPolicy>(name: &str, workers: usize) {
     one_thread();
-    let data = Arc::new(
-        LineWalk {
-            episodes: 300,
-            ..LineWalk::default()
-        }
-        .generate(),
-    );
-    let normalizer = Normalizer::fit(&data);
-    let index = index(data, H, 0.99, 1);
+    let (index, normalizer) = line_walk(300, H, 1);
     let mut cfg = small_config(64);
     cfg.actor_lr = 1e-3;
     cfg.critic_lr = 1e-3;

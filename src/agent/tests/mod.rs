@@ -15,7 +15,7 @@ use ndarray::{Array1, Array2};
 
 use crate::chunk::{ChunkIndex, ChunkSpec};
 use crate::critic::CriticConfig;
-use crate::data::{StepColumns, StepDataset};
+use crate::data::{LineWalk, Normalizer, StepColumns, StepDataset};
 use crate::nn::UnetConfig;
 use crate::policy::DenoiserConfig;
 
@@ -61,6 +61,20 @@ pub fn dataset(episodes: &[Recorded]) -> Arc<StepDataset> {
 
 pub fn index(data: Arc<StepDataset>, horizon: usize, gamma: f64, obs_horizon: usize) -> ChunkIndex {
     ChunkIndex::new(data, ChunkSpec::new(horizon, gamma, obs_horizon).unwrap()).unwrap()
+}
+
+/// `episodes` of the line-walk task (`data::LineWalk`), chunked with
+/// horizon H, gamma 0.99 and `obs_horizon`, and its normaliser.
+pub fn line_walk(episodes: usize, horizon: usize, obs_horizon: usize) -> (ChunkIndex, Normalizer) {
+    let data = Arc::new(
+        LineWalk {
+            episodes,
+            ..LineWalk::default()
+        }
+        .generate(),
+    );
+    let normalizer = Normalizer::fit(&data);
+    (index(data, horizon, 0.99, obs_horizon), normalizer)
 }
 
 /// Small networks for fast tests: MLP policies and critics of the given

@@ -11,21 +11,12 @@ use tch::{Device, Kind, Tensor};
 use super::*;
 use crate::agent::{ChunkAgent, ChunkPolicy, Metrics, Workers};
 use crate::chunk::ChunkBatch;
-use crate::data::{LineWalk, Normalizer};
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy};
 
 fn setup<P: ChunkPolicy>(workers: Workers, silent: bool) -> (ChunkAgent<P>, Vec<ChunkBatch>) {
     one_thread();
-    let data = Arc::new(
-        LineWalk {
-            episodes: 30,
-            ..LineWalk::default()
-        }
-        .generate(),
-    );
-    let normalizer = Normalizer::fit(&data);
-    let index = index(data, 4, 0.99, 2);
+    let (index, normalizer) = line_walk(30, 4, 2);
     let mut cfg = small_config(32);
     cfg.eta = 2.0;
     cfg.max_q_backup = true;
