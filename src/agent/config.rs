@@ -104,6 +104,8 @@ impl Default for AgentConfig {
 
 impl AgentConfig {
     /// Rejects settings that cannot train, naming the field.
+    // `!(x >= 0.0)` on purpose: NaN fails every check.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn validate(&self) -> Result<(), AgentError> {
         let bad = |field: &str, why: String| Err(AgentError::Config(format!("{field}: {why}")));
         let positive = [("actor_lr", self.actor_lr), ("critic_lr", self.critic_lr)];

@@ -55,6 +55,8 @@ impl Default for CriticConfig {
 }
 
 /// Q(s, chunk): obs `[B, To*O]`, chunk `[B, H, A]`, mask `[B, H]` -> `[B]`.
+// Built once per network: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ChunkCritic {
     Mlp {
@@ -143,6 +145,7 @@ impl ChunkCritic {
 /// Two independent critics (Q1, Q2) under one variable path. The `mlp` kind
 /// runs both heads as one stacked network (one batched matmul per layer);
 /// the `unet` kind keeps two `ChunkCritic`s.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum TwinCritic {
     Stacked { heads: StackedMlp, use_mask: bool },

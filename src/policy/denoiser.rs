@@ -42,6 +42,8 @@ impl Default for DenoiserConfig {
 }
 
 /// `(x [B,H,A], time [B], cond [B, To*O]) -> [B,H,A]`.
+// Built once per network: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Denoiser {
     Mlp {

@@ -67,10 +67,13 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
     draw().map_err(|e| format!("cannot draw {}: {e}", path.display()))
 }
 
+/// One curve of a panel: its name, its (x, y) points and its colour.
+type Line<'a> = (&'a str, Vec<(f64, f64)>, &'a RGBColor);
+
 fn line_panel(
     area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     title: &str,
-    lines: &[(&str, Vec<(f64, f64)>, &RGBColor)],
+    lines: &[Line<'_>],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let points = lines
         .iter()

@@ -72,6 +72,7 @@ fn state_values() -> [f64; CELLS] {
     let mut v = [0.0; CELLS];
     for _ in 0..2000 {
         let mut next_v = [0.0; CELLS];
+        #[allow(clippy::needless_range_loop)] // s is the state, not only an index
         for s in 0..CELLS - 1 {
             for (a, p) in [(1.0, P_RIGHT), (-1.0, 1.0 - P_RIGHT)] {
                 let (s2, r, done) = step(s, a);
