@@ -159,11 +159,6 @@ fn every_tensor_on_the_device<P: ChunkPolicy>(device: Device) {
     let b = agent.tensors(&batch);
     assert!(b.tensors().iter().all(|t| t.device() == device));
     assert!(
-        b.split(2)
-            .iter()
-            .all(|slice| slice.tensors().iter().all(|t| t.device() == device))
-    );
-    assert!(
         agent
             .variables()
             .iter()
