@@ -16,6 +16,7 @@ Run (after `scripts/setup.sh --bench`):
   .venv/bin/python bench/reference.py --config a            # eager steps/s
   .venv/bin/python bench/reference.py --config a --compile  # + torch.compile
   .venv/bin/python bench/reference.py --config b --check    # 10 updates, losses, parameter counts
+  python3 bench/reference.py --config a --device cuda        # on a GPU
 """
 
 import argparse
@@ -357,7 +358,7 @@ class DiffusionPolicy(nn.Module):
     def bc_loss(self, obs, actions, target=None):
         """Noise-prediction MSE at a uniform random step per sample."""
         b = actions.shape[0]
-        t = torch.randint(0, len(self.coef["std"]), (b,))
+        t = torch.randint(0, len(self.coef["std"]), (b,), device=actions.device)
         noise = torch.randn_like(actions)
         noisy = actions * self.sqrt_abar[t].view(b, 1, 1) + noise * self.sqrt_one_minus_abar[t].view(b, 1, 1)
         return F.mse_loss(self.net(noisy, t.float(), obs), noise)
@@ -366,12 +367,12 @@ class DiffusionPolicy(nn.Module):
         """obs [B, To*O] -> chunks [B, H, A] in [-1, 1], differentiable through every step."""
         b = obs.shape[0]
         c = self.coef
-        x = torch.randn(b, *self.shape)
+        x = torch.randn(b, *self.shape, device=obs.device)
         for i in reversed(range(len(c["std"]))):
-            eps = self.net(x, torch.full((b,), float(i)), obs)
+            eps = self.net(x, torch.full((b,), float(i), device=obs.device), obs)
             x0 = (x * c["recip"][i] - eps * c["recipm1"][i]).clamp(-1.0, 1.0)
             mean = x0 * c["mean1"][i] + x * c["mean2"][i]
-            x = mean + torch.randn(b, *self.shape) * c["std"][i] if i > 0 else mean
+            x = mean + torch.randn(b, *self.shape, device=obs.device) * c["std"][i] if i > 0 else mean
         return x.clamp(-1.0, 1.0)
 
 
@@ -404,7 +405,7 @@ class ConsistencyPolicy(nn.Module):
 
     def bc_loss(self, obs, actions, target):
         b = actions.shape[0]
-        n = torch.randint(0, len(self.sigmas) - 1, (b,))
+        n = torch.randint(0, len(self.sigmas) - 1, (b,), device=actions.device)
         sigma, sigma_next = self.sigma_table[n], self.sigma_table[n + 1]
         z = torch.randn_like(actions)
         denoised = self.denoise(actions + z * sigma.view(b, 1, 1), sigma, obs)
@@ -418,11 +419,12 @@ class ConsistencyPolicy(nn.Module):
     def sample(self, obs):
         b = obs.shape[0]
         smin = self.hp.sigma_min
-        x = torch.randn(b, *self.shape) * self.levels[0]
-        x = self.denoise(x, torch.full((b,), self.levels[0]), obs)
+        x = torch.randn(b, *self.shape, device=obs.device) * self.levels[0]
+        x = self.denoise(x, torch.full((b,), self.levels[0], device=obs.device), obs)
         for s in self.levels[1:]:
-            x = x.clamp(-1.0, 1.0) + torch.randn(b, *self.shape) * math.sqrt(max(s * s - smin * smin, 0.0))
-            x = self.denoise(x, torch.full((b,), s), obs)
+            noise = torch.randn(b, *self.shape, device=obs.device)
+            x = x.clamp(-1.0, 1.0) + noise * math.sqrt(max(s * s - smin * smin, 0.0))
+            x = self.denoise(x, torch.full((b,), s, device=obs.device), obs)
         return x.clamp(-1.0, 1.0)
 
 
@@ -488,16 +490,16 @@ def param_count(module):
 
 
 class Agent:
-    def __init__(self, setup, hp, normalizer):
+    def __init__(self, setup, hp, normalizer, device):
         self.setup, self.hp = setup, hp
         policy_class = DiffusionPolicy if setup.algorithm == "dql" else ConsistencyPolicy
-        self.policy = policy_class(setup, hp)
+        self.policy = policy_class(setup, hp).to(device)
         self.ema = copy.deepcopy(self.policy).requires_grad_(False)
-        self.critic = TwinCritic(setup, hp)
+        self.critic = TwinCritic(setup, hp).to(device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.policy.parameters(), lr=hp.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=hp.critic_lr)
-        self.obs_mean, self.obs_std, self.act_center, self.act_half = normalizer
+        self.obs_mean, self.obs_std, self.act_center, self.act_half = (v.to(device) for v in normalizer)
         self.step = 0
         # The loss computations; --compile replaces them with compiled versions.
         self.critic_target_fn = self.critic_target
@@ -527,7 +529,7 @@ class Agent:
         """y = R + (1 - done) gamma^tau min(Q1', Q2')(s', a'), a' ~ EMA policy."""
         with torch.no_grad():
             next_chunks = self.ema.sample(next_obs)
-            full_mask = torch.ones(next_obs.shape[0], self.setup.horizon)
+            full_mask = torch.ones(next_obs.shape[0], self.setup.horizon, device=next_obs.device)
             q1, q2 = self.target(next_obs, next_chunks, full_mask)
             return reward + (1.0 - done) * discount * torch.minimum(q1, q2)
 
@@ -540,7 +542,7 @@ class Agent:
         (the critic's parameters are frozen by the caller)."""
         bc = self.policy.bc_loss(obs, actions, self.ema)
         chunks = self.policy.sample(obs)
-        q1, q2 = self.critic(obs, chunks, torch.ones(obs.shape[0], self.setup.horizon))
+        q1, q2 = self.critic(obs, chunks, torch.ones(obs.shape[0], self.setup.horizon, device=obs.device))
         q_loss = -q1.mean() / q2.abs().mean().detach()
         return bc + q_loss * self.hp.eta, bc, q_loss
 
@@ -649,24 +651,25 @@ class Data:
         )
 
 
-def to_torch(arrays):
-    return tuple(torch.from_numpy(a) for a in arrays)
+def to_torch(arrays, device):
+    """numpy arrays -> tensors on `device` (one copy each off the CPU)."""
+    return tuple(torch.from_numpy(a).to(device) for a in arrays)
 
 
 # ---------------------------------------------------------------------------
 # Command line.
 
 
-def build(config, lr_decay_steps):
+def build(config, lr_decay_steps, device):
     setup = CONFIGS[config]
     data = Data(setup.horizon)
     hp = Hyper(lr_decay_steps=lr_decay_steps)
-    agent = Agent(setup, hp, data.normalizer())
+    agent = Agent(setup, hp, data.normalizer(), device)
     generator = np.random.default_rng(1)
-    fixed = to_torch(data.sample(generator))
+    fixed = to_torch(data.sample(generator), device)
 
     def one_step():
-        batch = to_torch(data.sample(generator)) if setup.sample_each_step else fixed
+        batch = to_torch(data.sample(generator), device) if setup.sample_each_step else fixed
         return agent.update(batch)
 
     return agent, one_step
@@ -691,9 +694,9 @@ def check_counts(config, agent):
     assert counts == expected, f"parameter counts differ from chunkql's: {counts} vs {expected}"
 
 
-def run_check(config):
+def run_check(config, device):
     torch.manual_seed(0)
-    agent, one_step = build(config, lr_decay_steps=10)
+    agent, one_step = build(config, lr_decay_steps=10, device=device)
     setup = CONFIGS[config]
     print(f"reference {config} check: {setup}")
     check_counts(config, agent)
@@ -734,20 +737,24 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the update with torch.compile")
     parser.add_argument("--check", action="store_true", help="10 updates: losses, parameter counts")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every tensor is made there)")
     args = parser.parse_args()
 
+    # Each update reads its losses back (.item()), so a GPU step is timed to
+    # its end, as update_speed's is.
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     if args.check:
-        run_check(args.config)
+        run_check(args.config, device)
         return
 
     torch.manual_seed(0)
-    agent, one_step = build(args.config, lr_decay_steps=1000)
+    agent, one_step = build(args.config, lr_decay_steps=1000, device=device)
     columns = [f"eager: {measure(one_step, args.seconds, args.warmup)}"]
     if args.compile:
         torch.manual_seed(0)
-        agent, one_step = build(args.config, lr_decay_steps=1000)
+        agent, one_step = build(args.config, lr_decay_steps=1000, device=device)
         logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)  # "triton not found"
         agent.compile()
         try:

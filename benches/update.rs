@@ -15,10 +15,11 @@ use rand_chacha::ChaCha8Rng;
 
 use chunkql::agent::{AgentConfig, ChunkPolicy};
 use chunkql::policy::{ConsistencyPolicy, DiffusionPolicy};
+use tch::Device;
 
 fn update_step<P: ChunkPolicy>(c: &mut Criterion, name: &str) {
     let index = index(4);
-    let mut agent = agent::<P>(&index, AgentConfig::default(), None);
+    let mut agent = agent::<P>(&index, AgentConfig::default(), None, Device::Cpu);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let batch = index.sample(BATCH, &mut rng);
     for _ in 0..3 {
@@ -32,7 +33,7 @@ fn update_step<P: ChunkPolicy>(c: &mut Criterion, name: &str) {
 
 fn train_loop(c: &mut Criterion) {
     let index = index(4);
-    let mut agent = agent::<DiffusionPolicy>(&index, AgentConfig::default(), None);
+    let mut agent = agent::<DiffusionPolicy>(&index, AgentConfig::default(), None, Device::Cpu);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut batch = index.empty_batch(BATCH);
     let mut group = c.benchmark_group("train_loop");

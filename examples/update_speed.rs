@@ -2,8 +2,11 @@
 //! in the same format as `bench/reference.py` (the same step in PyTorch) so
 //! that `bench/side_by_side.sh` can put them next to each other.
 //!
-//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N] [--workers W]`
+//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N] [--workers W] [--device D]`
 //!
+//! D: `cpu` (the default), `cuda` or `cuda:N`, as `chunkql train --device`;
+//! each update reads its metrics back to the host, so a GPU step is timed
+//! to its end.
 //! W: slices per update (default: one per thread, as `chunkql train`; 1: the
 //! whole batch on one thread with N intra-op threads).
 //!
@@ -22,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use chunkql::agent::{AgentConfig, ChunkPolicy};
 use chunkql::critic::CriticKind;
 use chunkql::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
+use tch::Device;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -47,15 +51,16 @@ fn time(mut step: impl FnMut(), seconds: f64, warmup: usize) -> f64 {
     rates[2]
 }
 
-fn run<P: ChunkPolicy>(
-    horizon: usize,
-    cfg: AgentConfig,
-    with_sampling: bool,
+/// How to time one configuration.
+struct Timing {
     seconds: f64,
     workers: Option<usize>,
-) -> f64 {
+    device: Device,
+}
+
+fn run<P: ChunkPolicy>(horizon: usize, cfg: AgentConfig, with_sampling: bool, t: &Timing) -> f64 {
     let index = index(horizon);
-    let mut agent = agent::<P>(&index, cfg, workers);
+    let mut agent = agent::<P>(&index, cfg, t.workers, t.device);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut batch = index.sample(BATCH, &mut rng);
     time(
@@ -65,7 +70,7 @@ fn run<P: ChunkPolicy>(
             }
             agent.update(&batch);
         },
-        seconds,
+        t.seconds,
         5,
     )
 }
@@ -111,20 +116,36 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .and_then(|v| v.parse::<f64>().ok())
     };
-    let seconds = flag("--seconds").unwrap_or(10.0);
     let threads = flag("--threads").unwrap_or(2.0) as i32;
     tch::set_num_threads(threads);
-    let workers = flag("--workers").map(|w| w as usize);
+    let device_name = args
+        .iter()
+        .position(|a| a == "--device")
+        .and_then(|i| args.get(i + 1))
+        .map_or("cpu", String::as_str);
+    let device = match chunkql::train::parse_device(device_name) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("update_speed: {e}");
+            std::process::exit(2);
+        }
+    };
+    let timing = Timing {
+        seconds: flag("--seconds").unwrap_or(10.0),
+        workers: flag("--workers").map(|w| w as usize),
+        device,
+    };
+    let t = &timing;
     let rate = match config {
-        "a" => run::<DiffusionPolicy>(4, AgentConfig::default(), false, seconds, workers),
+        "a" => run::<DiffusionPolicy>(4, AgentConfig::default(), false, t),
         "b" => {
             let mut cfg = AgentConfig::default();
             cfg.diffusion.net.net = NetKind::Unet;
             cfg.critic.kind = CriticKind::Unet;
-            run::<DiffusionPolicy>(16, cfg, false, seconds, workers)
+            run::<DiffusionPolicy>(16, cfg, false, t)
         }
-        "c" => run::<ConsistencyPolicy>(4, AgentConfig::default(), false, seconds, workers),
-        "loop" => run::<DiffusionPolicy>(4, AgentConfig::default(), true, seconds, workers),
+        "c" => run::<ConsistencyPolicy>(4, AgentConfig::default(), false, t),
+        "loop" => run::<DiffusionPolicy>(4, AgentConfig::default(), true, t),
         other => {
             eprintln!("unknown config `{other}` (a, b, c, loop)");
             std::process::exit(2);
@@ -134,7 +155,7 @@ fn main() {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "chunkql {config}: {rate:.2} steps/s ({:.1} ms/step, median of 5 windows)",
+        "chunkql {config}: {rate:.2} steps/s ({:.1} ms/step, median of 5 windows, {device_name})",
         1000.0 / rate
     );
     if config == "a" {

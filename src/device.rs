@@ -17,8 +17,9 @@ pub fn cuda(index: usize) -> Result<Device, String> {
             Ok(library) => std::mem::forget(library),
             Err(e) => {
                 return Err(format!(
-                    "CUDA was asked for but libtorch_cuda cannot be loaded ({e}); install the CUDA build with \
-                     `scripts/setup.sh --cuda` (see docs/scaling.md)"
+                    "CUDA was asked for but libtorch_cuda cannot be loaded ({}); install the CUDA build with \
+                     `scripts/setup.sh --cuda` (see docs/scaling.md)",
+                    with_cause(&e)
                 ));
             }
         }
@@ -33,4 +34,31 @@ pub fn cuda(index: usize) -> Result<Device, String> {
         ));
     }
     Ok(Device::Cuda(index))
+}
+
+/// `e` and its sources, `: `-joined. libloading's message alone is "dlopen
+/// failed"; the loader's own words (which library is missing) are its source.
+fn with_cause(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_error_names_what_the_loader_said() {
+        // SAFETY: the file does not exist, so nothing is loaded or run.
+        let e = unsafe { libloading::Library::new("libchunkql_no_such_library.so") }.unwrap_err();
+        let text = with_cause(&e);
+        assert!(text.starts_with("dlopen failed: "), "{text}");
+        assert!(text.contains("libchunkql_no_such_library.so"), "{text}");
+    }
 }

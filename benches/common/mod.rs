@@ -28,19 +28,20 @@ pub fn index(horizon: usize) -> ChunkIndex {
     ChunkIndex::new(Arc::new(data), ChunkSpec::new(horizon, 0.99, 1).unwrap()).unwrap()
 }
 
-/// A seed-0 agent with `cfg` on the CPU, its normaliser fitted to `index`'s
+/// A seed-0 agent with `cfg` on `device`, its normaliser fitted to `index`'s
 /// data, its updates split as `chunkql train` splits them by default (one
-/// slice per libtorch thread) unless `workers` says otherwise.
+/// slice per libtorch thread on the CPU, one on a GPU) unless `workers` says
+/// otherwise.
 pub fn agent<P: ChunkPolicy>(
     index: &ChunkIndex,
     cfg: AgentConfig,
     workers: Option<usize>,
+    device: Device,
 ) -> ChunkAgent<P> {
     let dims = index.empty_batch(1).dims();
-    let mut agent =
-        ChunkAgent::new(cfg, dims, Normalizer::fit(index.data()), Device::Cpu, 0).unwrap();
+    let mut agent = ChunkAgent::new(cfg, dims, Normalizer::fit(index.data()), device, 0).unwrap();
     let threads = tch::get_num_threads().max(1) as usize;
-    let count = workers.unwrap_or_else(|| auto_workers(Device::Cpu, threads, BATCH));
+    let count = workers.unwrap_or_else(|| auto_workers(device, threads, BATCH));
     agent.set_workers(count, (threads / count).max(1)).unwrap();
     agent
 }
