@@ -110,19 +110,17 @@ fn peak_rss_mib() -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let config = args.get(1).map(String::as_str).unwrap_or("a");
-    let flag = |name: &str| {
+    // The word after `name`, and the same as a number.
+    let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<f64>().ok())
+            .map(String::as_str)
     };
+    let flag = |name: &str| value(name).and_then(|v| v.parse::<f64>().ok());
     let threads = flag("--threads").unwrap_or(2.0) as i32;
     tch::set_num_threads(threads);
-    let device_name = args
-        .iter()
-        .position(|a| a == "--device")
-        .and_then(|i| args.get(i + 1))
-        .map_or("cpu", String::as_str);
+    let device_name = value("--device").unwrap_or("cpu");
     let device = match chunkql::train::parse_device(device_name) {
         Ok(device) => device,
         Err(e) => {
