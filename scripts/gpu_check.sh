@@ -64,7 +64,12 @@ build() {
 run() {
   local out=${OUT:-.gpu/out}
   mkdir -p "$out"
-  exec > >(tee "$out/gpu_check.log") 2>&1
+  checks "$out" 2>&1 | tee "$out/gpu_check.log"
+  return "${PIPESTATUS[0]}"
+}
+
+checks() {
+  local out=$1
   [ -x .gpu/bin/chunkql ] || { echo "gpu_check: no .gpu/bin/chunkql: run 'scripts/gpu_check.sh build' first and carry .gpu/bin"; exit 1; }
   local py=python3 torch_lib version
   torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
