@@ -5,6 +5,10 @@ thread and on two. The update step's GFLOP/s (`update_speed a`) is read
 against these figures rather than against the vector units' paper peak.
 
 Run: .venv/bin/python bench/gemm_ceiling.py   (needs `scripts/setup.sh --bench`)
+On a non-Intel CPU, MKL as installed runs generic kernels; chunkql's
+binaries override that (src/device/mkl.rs). The same override for this
+script: gcc -O2 -shared -fPIC bench/mkl_by_isa.c -o target/libmkl_by_isa.so,
+then LD_PRELOAD=$PWD/target/libmkl_by_isa.so .venv/bin/python bench/gemm_ceiling.py
 """
 
 import os

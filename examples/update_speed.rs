@@ -153,8 +153,9 @@ fn main() {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "chunkql {config}: {rate:.2} steps/s ({:.1} ms/step, median of 5 windows, {device_name})",
-        1000.0 / rate
+        "chunkql {config}: {rate:.2} steps/s ({:.1} ms/step, median of 5 windows, {device_name}; {})",
+        1000.0 / rate,
+        chunkql::device::mkl_dispatch()
     );
     if config == "a" {
         let flops = flops_a();

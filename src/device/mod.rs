@@ -1,9 +1,13 @@
 //! Devices. CPU always works. CUDA needs libtorch_cuda, which the CPU-only
 //! set-up does not install and which the linker would drop anyway (nothing
 //! references it), so it is loaded at run time when a CUDA device is asked
-//! for (DESIGN.md 3): one binary for both set-ups.
+//! for (DESIGN.md 3): one binary for both set-ups. On the CPU, [`mkl`] lets
+//! MKL's matrix products use the instruction sets of a non-Intel CPU.
 
 use tch::Device;
+
+pub mod mkl;
+pub use mkl::{MklDispatch, mkl_dispatch};
 
 /// The CUDA device `index`, loading libtorch_cuda first; a clear error when
 /// the CUDA build of torch or a GPU is missing.
