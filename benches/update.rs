@@ -48,6 +48,7 @@ fn train_loop(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
+    chunkql::device::allocator::keep_freed_memory(); // as the chunkql binary does
     update_step::<DiffusionPolicy>(c, "dql_mlp_h4");
     update_step::<ConsistencyPolicy>(c, "cpql_mlp_h4");
     train_loop(c);

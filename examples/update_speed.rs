@@ -2,8 +2,12 @@
 //! in the same format as `bench/reference.py` (the same step in PyTorch) so
 //! that `bench/side_by_side.sh` can put them next to each other.
 //!
-//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N] [--workers W] [--device D]`
+//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N] [--workers W] [--device D] [--default-malloc]`
 //!
+//! Like the `chunkql` binary, it keeps freed memory for the next update
+//! (`chunkql::device::allocator`) unless `--default-malloc` is given, and
+//! MKL picks its kernels by instruction set unless `CHUNKQL_MKL_VENDOR_CHECK=1`
+//! (`chunkql::device::mkl`).
 //! D: `cpu` (the default), `cuda` or `cuda:N`, as `chunkql train --device`;
 //! each update reads its metrics back to the host, so a GPU step is timed
 //! to its end.
@@ -119,6 +123,10 @@ fn main() {
     };
     let flag = |name: &str| value(name).and_then(|v| v.parse::<f64>().ok());
     let threads = flag("--threads").unwrap_or(2.0) as i32;
+    // As the chunkql binary does, unless measuring glibc's default behaviour.
+    if !args.iter().any(|a| a == "--default-malloc") {
+        chunkql::device::allocator::keep_freed_memory();
+    }
     tch::set_num_threads(threads);
     let device_name = value("--device").unwrap_or("cpu");
     let device = match chunkql::train::parse_device(device_name) {

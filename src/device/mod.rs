@@ -2,10 +2,12 @@
 //! set-up does not install and which the linker would drop anyway (nothing
 //! references it), so it is loaded at run time when a CUDA device is asked
 //! for (DESIGN.md 3): one binary for both set-ups. On the CPU, [`mkl`] lets
-//! MKL's matrix products use the instruction sets of a non-Intel CPU.
+//! MKL's matrix products use the instruction sets of a non-Intel CPU and
+//! [`allocator`] keeps freed memory for the next update.
 
 use tch::Device;
 
+pub mod allocator;
 pub mod mkl;
 pub use mkl::{MklDispatch, mkl_dispatch};
 

@@ -39,6 +39,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every update frees and allocates the same tensors again: keep the memory.
+    chunkql::device::allocator::keep_freed_memory();
     let result = match cli.command {
         Command::Dataset(command) => dataset::run(command),
         Command::Generate(args) => dataset::generate(args),
