@@ -14,7 +14,7 @@
 # with it unchanged), so `build` compiles a copy of the working tree with tch
 # pinned to 0.24 against the CPU part of the torch 2.11.0 wheel, and `run`
 # points the binaries at the GPU machine's own torch/lib (libtorch_cuda is
-# loaded from there at run time, src/device.rs). Nothing here changes the
+# loaded from there at run time, src/device/mod.rs). Nothing here changes the
 # project's own build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
