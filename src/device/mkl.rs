@@ -6,7 +6,7 @@
 //! "GenuineIntel", and anywhere else runs a generic AVX2 code path, even on
 //! a CPU with AVX-512 such as AMD's Zen 4 and Zen 5. On the project's Zen 5
 //! VM that path does about 90 GFLOP/s per core on the update's shapes and
-//! MKL's own AVX-512 path about 180-200 (docs/benchmarks.md).
+//! MKL's own AVX-512 path about 200 (docs/benchmarks.md).
 //!
 //! This module defines `mkl_serv_intel_cpu_true`, and build.rs exports it
 //! from every binary, test and bench of the crate. The dynamic linker looks
