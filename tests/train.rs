@@ -89,6 +89,13 @@ fn a_run_writes_its_files_and_evaluates() {
         "the resolved config is saved"
     );
     assert_eq!(lines(&run.join("metrics.jsonl")).len(), 4);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    let kernels = summary["matrix_kernels"].as_str().unwrap();
+    if tch::utils::has_mkl() {
+        // The binary exports chunkql's answer to MKL (src/device/mkl.rs).
+        assert!(kernels.starts_with("MKL kernels chosen by"), "{kernels}");
+    }
 
     chunkql()
         .arg("eval")

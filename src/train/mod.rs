@@ -75,6 +75,10 @@ pub struct TrainSummary {
     pub steps: u64,
     pub seconds: f64,
     pub steps_per_second: f64,
+    /// How MKL chose the CPU's matrix-product kernels
+    /// ([`crate::device::mkl`]): a run reproduces to the digit only on the
+    /// same kernels.
+    pub matrix_kernels: String,
     pub final_eval: EvalReport,
 }
 
@@ -377,6 +381,7 @@ impl Run {
             steps: cfg.steps,
             seconds,
             steps_per_second: (cfg.steps - first_step) as f64 / seconds.max(1e-9),
+            matrix_kernels: crate::device::mkl_dispatch().to_string(),
             final_eval,
         };
         // A resumed run that had nothing left to do keeps the summary (and
