@@ -35,7 +35,7 @@ build() {
   local libtorch
   libtorch=$(cd "$venv/lib/python3.11/site-packages/torch" && pwd)
   say "copying the working tree to $src with tch pinned to $GPU_TCH"
-  mkdir -p "$src"
+  rm -rf "$src" && mkdir -p "$src"   # a fresh copy: files deleted here go there too
   git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src"
   sed -i "s/^tch = \"=[0-9.]*\"/tch = \"=$GPU_TCH\"/" "$src/Cargo.toml"
   grep -q "^tch = \"=$GPU_TCH\"" "$src/Cargo.toml" || { echo "gpu_check: could not pin tch in $src/Cargo.toml" >&2; exit 1; }
