@@ -12,8 +12,9 @@
 //! from every binary, test and bench of the crate. The dynamic linker looks
 //! a symbol up in the executable before any library, so libtorch's call
 //! binds to this definition, which answers "yes": MKL then picks its kernels
-//! by the instruction sets cpuid reports, as it does on an Intel CPU (an AMD
-//! CPU without AVX-512 gets MKL's AVX2 kernels). The results are float32
+//! by the instruction sets cpuid reports, as it does on an Intel CPU (on a
+//! CPU without AVX-512 that should be MKL's AVX2 kernels; only a Zen 5 was
+//! at hand to check). The results are float32
 //! matrix products as before; only the order of the additions inside them
 //! changes. `CHUNKQL_MKL_VENDOR_CHECK=1` in the environment gives MKL its own
 //! answer back. A program that links chunkql as a library gets the override
