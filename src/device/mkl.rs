@@ -27,21 +27,23 @@ use std::sync::OnceLock;
 /// Environment variable that keeps MKL's vendor check ("1").
 pub const KEEP_VENDOR_CHECK: &str = "CHUNKQL_MKL_VENDOR_CHECK";
 
-/// What MKL was told, decided on its first question.
-static DECISION: OnceLock<MklDispatch> = OnceLock::new();
+/// What MKL was told and how it was decided, on its first question (MKL
+/// may ask again; cpuid is not cheap in a VM).
+static DECISION: OnceLock<(MklDispatch, c_int)> = OnceLock::new();
 
 /// MKL's question "is this an Intel CPU?" (see the module doc): 1, unless
 /// `CHUNKQL_MKL_VENDOR_CHECK=1`, then the CPU's own vendor decides.
 #[unsafe(no_mangle)]
 pub extern "C" fn mkl_serv_intel_cpu_true() -> c_int {
-    let decision = DECISION.get_or_init(|| {
-        if std::env::var_os(KEEP_VENDOR_CHECK).is_some_and(|v| v == "1") {
-            MklDispatch::ByVendor
-        } else {
-            MklDispatch::ByInstructionSet
-        }
-    });
-    c_int::from(*decision == MklDispatch::ByInstructionSet || genuine_intel())
+    DECISION
+        .get_or_init(|| {
+            if std::env::var_os(KEEP_VENDOR_CHECK).is_some_and(|v| v == "1") {
+                (MklDispatch::ByVendor, c_int::from(genuine_intel()))
+            } else {
+                (MklDispatch::ByInstructionSet, 1)
+            }
+        })
+        .1
 }
 
 /// How MKL chose its kernels in this process.
@@ -58,7 +60,9 @@ pub enum MklDispatch {
 
 /// What MKL was told so far; meaningful after the first matrix product.
 pub fn mkl_dispatch() -> MklDispatch {
-    DECISION.get().copied().unwrap_or(MklDispatch::NotAsked)
+    DECISION
+        .get()
+        .map_or(MklDispatch::NotAsked, |&(dispatch, _)| dispatch)
 }
 
 impl std::fmt::Display for MklDispatch {
