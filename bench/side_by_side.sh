@@ -37,6 +37,8 @@ median() {
   printf "%s\n" "$@" | sort -g | awk '{v[NR] = $1} END {
     if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# The steps/s reference.py printed for MODE (eager, compile) in LINE, or nothing.
+rate() { sed -n "s/.*$1: \([0-9.]*\) steps.*/\1/p" <<< "$2"; }
 ratio() { if [ "$2" = "-" ]; then echo "-"; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; fi; }
 
 echo "$rounds round(s) of $seconds s per column; steps/s, medians over rounds"
@@ -51,13 +53,12 @@ for c in "${configs[@]}"; do
     rust+=("$(speed)")
     single+=("$(speed --workers 1)")
     line=$(.venv/bin/python bench/reference.py "${flags[@]}" 2>/dev/null || true)
-    e=$(sed -n 's/.*eager: \([0-9.]*\) steps.*/\1/p' <<< "$line")
-    k=$(sed -n 's/.*compile: \([0-9.]*\) steps.*/\1/p' <<< "$line")
+    e=$(rate eager "$line") k=$(rate compile "$line")
     [ -n "$e" ] && eager+=("$e")
     [ -n "$k" ] && compiled+=("$k")
-    line=$(LD_PRELOAD="$PWD/target/libmkl_by_isa.so" GLIBC_TUNABLES="$tunables" .venv/bin/python bench/reference.py --config "$c" \
-      --seconds "$seconds" --threads 2 2>/dev/null || true)
-    e=$(sed -n 's/.*eager: \([0-9.]*\) steps.*/\1/p' <<< "$line")
+    line=$(LD_PRELOAD="$PWD/target/libmkl_by_isa.so" GLIBC_TUNABLES="$tunables" \
+      .venv/bin/python bench/reference.py --config "$c" --seconds "$seconds" --threads 2 2>/dev/null || true)
+    e=$(rate eager "$line")
     [ -n "$e" ] && tuned+=("$e")
   done
   rust_m=$(median "${rust[@]}")
