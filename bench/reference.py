@@ -16,6 +16,7 @@ Run (after `scripts/setup.sh --bench`):
   .venv/bin/python bench/reference.py --config a            # eager steps/s
   .venv/bin/python bench/reference.py --config a --compile  # + torch.compile
   .venv/bin/python bench/reference.py --config b --check    # 10 updates, losses, parameter counts
+  .venv/bin/python bench/reference.py --config b --count-flops  # FLOPs of one update (torch's counter)
   python3 bench/reference.py --config a --device cuda        # on a GPU
 """
 
@@ -712,6 +713,26 @@ def run_check(config, device):
     print(f"reference {config} check: ok")
 
 
+def count_flops(config, device):
+    """FLOPs of one update as torch.utils.flop_counter counts them: matrix
+    products and convolutions, forward and backward, as autograd runs them
+    (no weight gradients where parameters are frozen); elementwise work is
+    not counted. Cross-checks the count from layer shapes in
+    examples/update_speed.rs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    agent, one_step = build(config, lr_decay_steps=1000, device=device)
+    one_step()  # the first update of a fresh agent costs the same; run one anyway
+    counter = FlopCounterMode(display=False)
+    with counter:
+        one_step()
+    total = counter.get_total_flops()
+    by_op = sorted(counter.get_flop_counts()["Global"].items(), key=lambda kv: -kv[1])
+    ops = ", ".join(f"{op.__name__ if hasattr(op, '__name__') else op} {n / 1e9:.3f}" for op, n in by_op)
+    print(f"reference {config} flops: {total / 1e9:.3f} GFLOP per update ({ops})")
+
+
 def measure(one_step, seconds, warmup, windows=5):
     for _ in range(warmup):
         one_step()
@@ -738,6 +759,7 @@ def main():
     parser.add_argument("--compile", action="store_true", help="also time the update with torch.compile")
     parser.add_argument("--check", action="store_true", help="10 updates: losses, parameter counts")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every tensor is made there)")
+    parser.add_argument("--count-flops", action="store_true", help="FLOPs of one update (torch.utils.flop_counter)")
     args = parser.parse_args()
 
     # Each update reads its losses back (.item()), so a GPU step is timed to
@@ -747,6 +769,9 @@ def main():
     torch.set_num_interop_threads(1)
     if args.check:
         run_check(args.config, device)
+        return
+    if args.count_flops:
+        count_flops(args.config, device)
         return
 
     torch.manual_seed(0)
