@@ -17,7 +17,8 @@
 //! (a) Diffusion-QL, MLP policy and twin 3x256 critics: obs 17, action 6,
 //!     H 4, batch 256, T 5 (the default config);
 //! (b) the same with H 16 and U-Net policy and critic at the default widths;
-//! (c) CPQL with (a)'s shapes;
+//! (c) CPQL with (a)'s shapes and the consistency-training loss (as
+//!     bench/reference.py; the default loss is the reconstruction loss);
 //! (loop) sampling + update of (a), the real training loop.
 
 use std::io::Write;
@@ -150,7 +151,7 @@ fn main() {
             cfg.critic.kind = CriticKind::Unet;
             run::<DiffusionPolicy>(16, cfg, false, t)
         }
-        "c" => run::<ConsistencyPolicy>(4, AgentConfig::default(), false, t),
+        "c" => run::<ConsistencyPolicy>(4, common::config_c(), false, t),
         "loop" => run::<DiffusionPolicy>(4, AgentConfig::default(), true, t),
         other => {
             eprintln!("unknown config `{other}` (a, b, c, loop)");

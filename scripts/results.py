@@ -3,6 +3,7 @@ run, two at a time with one libtorch thread each (2 cores), then the table.
 
     python3 scripts/results.py run        # all runs missing from runs/results (hours on 2 cores)
     python3 scripts/results.py table      # aggregate runs/results/*/summary.json -> stdout (markdown)
+    python3 scripts/results.py run cpql-h4-recon   # only the named configurations (any of `run`, `table`)
 
 Budget (2 cores): default networks (3 x 256 Mish, LayerNorm critic), batch
 256, 3000 updates, 10 evaluation episodes at the end; datasets: 100 episodes
@@ -37,18 +38,35 @@ COMMON = [
 def configs():
     """(name, extra args) of every configuration per env."""
     out = []
+    # The cpql-* rows of the first sweep ran with the consistency-training
+    # loss, the default until 2026-12-02; the cpql-*-recon rows with the
+    # weighted reconstruction loss the released CPQL code optimises (the
+    # default since). Both are pinned here so that every row stays what it was.
+    loss = {"dql": [], "cpql": ["--set", "agent.consistency.loss=consistency"]}
     for agent in ["dql", "cpql"]:
-        out.append((f"{agent}-h1", ["--agent", agent, "--horizon", "1"]))
+        out.append((f"{agent}-h1", ["--agent", agent, "--horizon", "1", *loss[agent]]))
         for h in [4, 8]:
-            out.append((f"{agent}-h{h}-smdp", ["--agent", agent, "--horizon", str(h)]))
-            out.append((f"{agent}-h{h}-onestep", ["--agent", agent, "--horizon", str(h), "--set", "agent.target=one_step"]))
+            out.append((f"{agent}-h{h}-smdp", ["--agent", agent, "--horizon", str(h), *loss[agent]]))
+            out.append((f"{agent}-h{h}-onestep", ["--agent", agent, "--horizon", str(h), "--set", "agent.target=one_step", *loss[agent]]))
     out.append(("bc-h4", ["--agent", "dql", "--horizon", "4", "--set", "agent.eta=0"]))
+    recon = ["--set", "agent.consistency.loss=reconstruction"]
+    for h in [1, 4, 8]:
+        out.append((f"cpql-h{h}-recon", ["--agent", "cpql", "--horizon", str(h), *recon]))
     return out
 
 
-def jobs():
+def selected(names):
+    """configs() restricted to `names` (all when empty); unknown names are an error."""
+    known = {name for name, _ in configs()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        sys.exit(f"unknown configuration(s) {unknown}; known: {sorted(known)}")
+    return [(name, extra) for name, extra in configs() if not names or name in names]
+
+
+def jobs(names):
     for env in ENVS:
-        for name, extra in configs():
+        for name, extra in selected(names):
             for seed in SEEDS:
                 run = OUT / env / f"{name}-s{seed}"
                 yield run, [str(BIN), "train", "--env", env, "--seed", str(seed), "--out", str(run), *COMMON, *extra]
@@ -90,7 +108,7 @@ def summarize(values):
     return mean, t95(n - 1) * sd / math.sqrt(n)
 
 
-def table():
+def table(names):
     lines = []
     for env in ENVS:
         lines.append(f"\n### {env}\n")
@@ -100,7 +118,7 @@ def table():
             header += " success rate |"
         lines.append(header)
         lines.append("|---|---|---|" + ("---|" if has_success else ""))
-        for name, _ in configs():
+        for name, _ in selected(names):
             scores, successes = [], []
             for seed in SEEDS:
                 path = OUT / env / f"{name}-s{seed}" / "summary.json"
@@ -122,17 +140,18 @@ def table():
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("run", "table"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "table"):
         print(__doc__)
         sys.exit(2)
+    names = sys.argv[2:]
     if sys.argv[1] == "run":
         if not BIN.exists():
             sys.exit(f"{BIN} missing: run `cargo build --release` first")
         ensure_data()
         with ThreadPoolExecutor(max_workers=int(os.environ.get("JOBS", "2"))) as pool:
-            list(pool.map(run_one, jobs()))
+            list(pool.map(run_one, jobs(names)))
     else:
-        print(table())
+        print(table(names))
 
 
 if __name__ == "__main__":

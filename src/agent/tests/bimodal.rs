@@ -11,7 +11,7 @@ use super::*;
 use crate::agent::{ChunkAgent, ChunkPolicy};
 use crate::data::Normalizer;
 use crate::noise::NoiseSource;
-use crate::policy::{ConsistencyPolicy, DiffusionPolicy};
+use crate::policy::{ConsistencyLoss, ConsistencyPolicy, DiffusionPolicy};
 
 const MODE: f32 = 0.6;
 
@@ -110,9 +110,12 @@ fn diffusion_policy_clones_both_modes() {
 // Consistency training converges more slowly than DDPM; three sampling steps
 // and sigma_max 10 (the actions live in [-1, 1]) get there within the test's
 // budget. The target network is the agent's EMA copy (default schedule).
+// (The default loss, CPQL's reconstruction loss, is a denoiser at
+// sigma_max: with one-step sampling it puts its samples at the midpoint.)
 #[test]
 fn consistency_policy_clones_both_modes() {
     let fractions = bc_only::<ConsistencyPolicy>(3000, |c| {
+        c.consistency.loss = ConsistencyLoss::Consistency;
         c.actor_lr = 3e-3;
         c.ema_start = 1000;
         c.ema_every = 5;

@@ -1,16 +1,17 @@
 //! Short Diffusion-QL and CPQL runs on the built-in line-walk data lower the
 //! critic loss and learn that moving towards the goal is worth more than
 //! moving away, and the policy's chunks move towards the goal (Diffusion-QL
-//! also with each batch split over two threads).
+//! also with each batch split over two threads, CPQL with either BC loss).
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use super::*;
+use crate::agent::AgentConfig;
 use crate::agent::{ChunkAgent, ChunkPolicy, Metrics};
 use crate::noise::NoiseSource;
-use crate::policy::{ConsistencyPolicy, DiffusionPolicy};
+use crate::policy::{ConsistencyLoss, ConsistencyPolicy, DiffusionPolicy};
 
 const H: usize = 4;
 
@@ -36,11 +37,20 @@ fn mean(ms: &[Metrics], f: impl Fn(&Metrics) -> f64) -> f64 {
 }
 
 fn short_run<P: ChunkPolicy>(name: &str, workers: usize) {
+    short_run_with::<P>(name, workers, |_| {});
+}
+
+fn short_run_with<P: ChunkPolicy>(
+    name: &str,
+    workers: usize,
+    change: impl FnOnce(&mut AgentConfig),
+) {
     one_thread();
     let (index, normalizer) = line_walk(300, H, 1);
     let mut cfg = small_config(64);
     cfg.actor_lr = 1e-3;
     cfg.critic_lr = 1e-3;
+    change(&mut cfg);
     let mut agent =
         ChunkAgent::<P>::new(cfg, index.empty_batch(1).dims(), normalizer, Device::Cpu, 0).unwrap();
     agent.set_workers(workers, 1).unwrap();
@@ -95,4 +105,11 @@ fn diffusion_ql_learns_with_the_batch_split_over_two_threads() {
 #[test]
 fn cpql_learns_to_prefer_moving_to_the_goal() {
     short_run::<ConsistencyPolicy>("CPQL", 1);
+}
+
+#[test]
+fn cpql_with_consistency_training_learns_to_prefer_moving_to_the_goal() {
+    short_run_with::<ConsistencyPolicy>("CPQL, consistency loss", 1, |c| {
+        c.consistency.loss = ConsistencyLoss::Consistency;
+    });
 }
