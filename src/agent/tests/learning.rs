@@ -8,8 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use super::*;
-use crate::agent::AgentConfig;
-use crate::agent::{ChunkAgent, ChunkPolicy, Metrics};
+use crate::agent::{AgentConfig, ChunkAgent, ChunkPolicy, Metrics};
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyLoss, ConsistencyPolicy, DiffusionPolicy};
 
