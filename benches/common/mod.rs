@@ -18,7 +18,6 @@ const ROWS: usize = 100_000;
 /// Configuration (c): CPQL with (a)'s shapes and the consistency-training
 /// loss, the step bench/reference.py writes in PyTorch (the default loss is
 /// the cheaper reconstruction loss, which evaluates no target network).
-#[allow(dead_code)] // each bench target uses part of this module
 pub fn config_c() -> AgentConfig {
     let mut cfg = AgentConfig::default();
     cfg.consistency.loss = chunkql::policy::ConsistencyLoss::Consistency;
