@@ -25,6 +25,8 @@ pub struct TrainConfig {
     pub dataset_episodes: usize,
     /// `dql` (Diffusion-QL) or `cpql`.
     pub algorithm: Algorithm,
+    /// Seed of the run: initial weights, batches, noise, evaluation episodes
+    /// (generated default data always uses seed 0).
     pub seed: u64,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,

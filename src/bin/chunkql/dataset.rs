@@ -20,8 +20,10 @@ pub enum DatasetCommand {
         /// Also index chunks of this many actions and report the starts.
         #[arg(long)]
         horizon: Option<usize>,
+        /// Discount gamma in (0, 1] (with --horizon).
         #[arg(long, default_value_t = 0.99)]
         gamma: f64,
+        /// To: observations per history (with --horizon).
         #[arg(long, default_value_t = 1)]
         obs_horizon: usize,
     },
@@ -56,11 +58,13 @@ pub struct GenerateArgs {
     /// Behaviour policy: expert, medium or random (environments only).
     #[arg(long, default_value = "medium")]
     pub level: Level,
+    /// Episodes to record.
     #[arg(long, default_value_t = 100)]
     pub episodes: usize,
     /// `line` only: steps per episode before a timeout.
     #[arg(long, default_value_t = 50)]
     pub max_steps: usize,
+    /// Seed of the environment's starts and the behaviour policy's noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output .npz file (parent folders are created).

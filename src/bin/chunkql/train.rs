@@ -27,6 +27,8 @@ pub struct TrainArgs {
     /// H: actions per chunk.
     #[arg(long)]
     pub horizon: Option<usize>,
+    /// Seed of the run: initial weights, batches, noise, evaluation episodes
+    /// (generated default data always uses seed 0).
     #[arg(long)]
     pub seed: Option<u64>,
     /// cpu, cuda or cuda:N.
@@ -55,16 +57,19 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// A run folder or a checkpoint file.
     pub run: PathBuf,
+    /// Episodes to run.
     #[arg(long, default_value_t = 10)]
     pub episodes: usize,
     /// Steps of each chunk executed before re-planning (default: the run's, or H).
     #[arg(long)]
     pub execute: Option<usize>,
+    /// Seed of the episodes' starts and the policy's sampling noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Environment (default: the one the run trained for).
     #[arg(long)]
     pub env: Option<String>,
+    /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -73,8 +78,10 @@ pub struct EvalArgs {
 pub struct ReferenceArgs {
     /// Environment whose random and expert behaviour policies to measure.
     pub env: String,
+    /// Episodes per behaviour policy.
     #[arg(long, default_value_t = 100)]
     pub episodes: usize,
+    /// Seed of the episodes' starts and the policies' noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
