@@ -30,6 +30,12 @@ pub struct EvalRow {
     pub return_low: f64,
     pub return_high: f64,
     pub normalized_score: Option<f64>,
+    /// The normalised score's 95% interval (absent in logs written before
+    /// 2026-12-02).
+    #[serde(default)]
+    pub score_low: Option<f64>,
+    #[serde(default)]
+    pub score_high: Option<f64>,
     pub success_rate: Option<f64>,
 }
 
@@ -42,6 +48,8 @@ impl EvalRow {
             return_low: report.episode_return.low,
             return_high: report.episode_return.high,
             normalized_score: report.normalized_score.map(|s| s.mean),
+            score_low: report.normalized_score.map(|s| s.low),
+            score_high: report.normalized_score.map(|s| s.high),
             success_rate: report.success_rate.map(|s| s.mean),
         }
     }
@@ -143,5 +151,36 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn eval_rows_keep_the_score_interval_and_old_rows_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eval.jsonl");
+        let row = EvalRow {
+            step: 100,
+            episodes: 10,
+            mean_return: -400.0,
+            return_low: -700.0,
+            return_high: -100.0,
+            normalized_score: Some(75.0),
+            score_low: Some(40.0),
+            score_high: Some(110.0),
+            success_rate: None,
+        };
+        let mut out = Appender::open(&path).unwrap();
+        out.append(&row).unwrap();
+        out.flush().unwrap();
+        // A row written before the interval was logged: no score_low/high.
+        let old = "{\"step\":200,\"episodes\":10,\"mean_return\":-300.0,\"return_low\":-600.0,\
+                   \"return_high\":0.0,\"normalized_score\":80.0,\"success_rate\":null}\n";
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(old);
+        std::fs::write(&path, text).unwrap();
+        let rows: Vec<EvalRow> = read_jsonl(&path).unwrap();
+        assert_eq!(rows.len(), 2, "the old row must not be dropped");
+        assert_eq!(rows[0], row);
+        assert_eq!(rows[1].normalized_score, Some(80.0));
+        assert_eq!((rows[1].score_low, rows[1].score_high), (None, None));
     }
 }

@@ -1,6 +1,7 @@
 //! Learning curves of a run folder, drawn to `curves.png` with plotters:
-//! critic loss, actor and BC loss, mean Q, and evaluation return with its 95%
-//! interval (or the normalised score when the task has reference returns).
+//! critic loss, actor and BC loss, mean Q, and the evaluations: return or,
+//! when the task has reference returns, normalised score, each with its 95%
+//! interval over episodes.
 
 use std::path::Path;
 
@@ -43,24 +44,26 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
             ],
         )?;
         let normalized = evals.iter().all(|e| e.normalized_score.is_some()) && !evals.is_empty();
-        let (title, points): (&str, Vec<(f64, f64)>) = if normalized {
+        let (title, marks): (&str, Vec<EvalMark>) = if normalized {
+            let score = |e: &EvalRow| e.normalized_score.unwrap_or(f64::NAN);
+            let marks = evals.iter().map(|e| EvalMark {
+                step: e.step as f64,
+                mean: score(e),
+                interval: e.score_low.zip(e.score_high),
+            });
             (
-                "evaluation: normalised score",
-                evals
-                    .iter()
-                    .map(|e| (e.step as f64, e.normalized_score.unwrap_or(0.0)))
-                    .collect(),
+                "evaluation: normalised score (95% interval)",
+                marks.collect(),
             )
         } else {
-            (
-                "evaluation: return",
-                evals
-                    .iter()
-                    .map(|e| (e.step as f64, e.mean_return))
-                    .collect(),
-            )
+            let marks = evals.iter().map(|e| EvalMark {
+                step: e.step as f64,
+                mean: e.mean_return,
+                interval: Some((e.return_low, e.return_high)),
+            });
+            ("evaluation: return (95% interval)", marks.collect())
         };
-        line_panel(&panels[3], title, &[("eval", points, &BLACK)])?;
+        eval_panel(&panels[3], title, &marks)?;
         root.present()?;
         Ok(())
     };
@@ -70,22 +73,104 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
 /// One curve of a panel: its name, its (x, y) points and its colour.
 type Line<'a> = (&'a str, Vec<(f64, f64)>, &'a RGBColor);
 
-fn line_panel(
-    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+/// One evaluation: its update, mean and 95% interval (if logged).
+struct EvalMark {
+    step: f64,
+    mean: f64,
+    interval: Option<(f64, f64)>,
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// How a panel frames its series.
+struct Style {
+    /// Room left of the first and right of the last x, as a fraction of the
+    /// x range (points at the ends stay whole).
+    x_pad: f64,
+    /// A legend naming the series.
+    legend: bool,
+}
+
+const CURVES: Style = Style {
+    x_pad: 0.0,
+    legend: true,
+};
+const POINTS: Style = Style {
+    x_pad: 0.03,
+    legend: false,
+};
+
+fn line_panel(area: &Area<'_>, title: &str, lines: &[Line<'_>]) -> Drawn {
+    let extent = lines.iter().flat_map(|(_, p, _)| p.iter().copied());
+    panel(area, title, extent, CURVES, |chart| {
+        for (name, points, color) in lines {
+            let color = **color;
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        }
+        Ok(())
+    })
+}
+
+/// The evaluation curve: a line through the means, a dot at each evaluation
+/// and a vertical bar over its interval (so that one or two evaluations read
+/// as points with their uncertainty, not as a trend).
+fn eval_panel(area: &Area<'_>, title: &str, marks: &[EvalMark]) -> Drawn {
+    let extent = marks.iter().flat_map(|m| {
+        let (low, high) = m.interval.unwrap_or((m.mean, m.mean));
+        [(m.step, m.mean), (m.step, low), (m.step, high)]
+    });
+    panel(area, title, extent, POINTS, |chart| {
+        let color = BLACK;
+        let bar = color.mix(0.5).stroke_width(2);
+        chart.draw_series(marks.iter().filter_map(|m| {
+            let (low, high) = m.interval?;
+            (low.is_finite() && high.is_finite())
+                .then(|| PathElement::new(vec![(m.step, low), (m.step, high)], bar))
+        }))?;
+        chart.draw_series(LineSeries::new(
+            marks.iter().map(|m| (m.step, m.mean)),
+            color.stroke_width(2),
+        ))?;
+        chart.draw_series(
+            marks
+                .iter()
+                .filter(|m| m.mean.is_finite())
+                .map(|m| Circle::new((m.step, m.mean), 4, color.filled())),
+        )?;
+        Ok(())
+    })
+}
+
+/// One panel: axes ranged over the finite points of `extent` (5% headroom
+/// in y; a single update gets a unit-wide x range), the series `draw` adds,
+/// and their legend.
+fn panel(
+    area: &Area<'_>,
     title: &str,
-    lines: &[Line<'_>],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let points = lines
-        .iter()
-        .flat_map(|(_, p, _)| p.iter())
-        .filter(|(_, y)| y.is_finite());
+    extent: impl Iterator<Item = (f64, f64)>,
+    style: Style,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> Drawn,
+) -> Drawn {
     let (mut x0, mut x1, mut y0, mut y1) = (
         f64::INFINITY,
         f64::NEG_INFINITY,
         f64::INFINITY,
         f64::NEG_INFINITY,
     );
-    for &(x, y) in points {
+    for (x, y) in extent.filter(|(x, y)| x.is_finite() && y.is_finite()) {
         x0 = x0.min(x);
         x1 = x1.max(x);
         y0 = y0.min(y);
@@ -95,8 +180,10 @@ fn line_panel(
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
     }
     if x1 <= x0 {
-        x1 = x0 + 1.0;
+        (x0, x1) = (x0 - 0.5, x0 + 0.5);
     }
+    let x_pad = (x1 - x0) * style.x_pad;
+    (x0, x1) = (x0 - x_pad, x1 + x_pad);
     let pad = ((y1 - y0).abs() * 0.05).max(1e-6);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
@@ -105,20 +192,67 @@ fn line_panel(
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
     chart.configure_mesh().x_desc("update").draw()?;
-    for (name, points, color) in lines {
-        let color = **color;
+    draw(&mut chart)?;
+    if style.legend {
         chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval_row(step: u64, score: f64, interval: Option<(f64, f64)>) -> EvalRow {
+        EvalRow {
+            step,
+            episodes: 10,
+            mean_return: -400.0,
+            return_low: -700.0,
+            return_high: -100.0,
+            normalized_score: Some(score),
+            score_low: interval.map(|i| i.0),
+            score_high: interval.map(|i| i.1),
+            success_rate: None,
+        }
+    }
+
+    /// Draws curves.png for these evaluations (no metrics rows) and returns its bytes.
+    fn curves(evals: &[EvalRow]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = evals
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect();
+        std::fs::write(dir.path().join(EVAL_FILE), text).unwrap();
+        plot_curves(dir.path()).unwrap();
+        std::fs::read(dir.path().join(CURVES_FILE)).unwrap()
+    }
+
+    #[test]
+    fn the_evaluation_panel_draws_each_interval() {
+        // The middle interval lies inside the range of the means, so both
+        // pictures have the same axes and differ only by the bar.
+        let rows = |interval| {
+            [
+                eval_row(1000, 100.0, None),
+                eval_row(2000, 80.0, interval),
+                eval_row(3000, 0.0, None),
+            ]
+        };
+        let with = curves(&rows(Some((70.0, 90.0))));
+        let without = curves(&rows(None));
+        assert_eq!(&with[..8], b"\x89PNG\r\n\x1a\n");
+        assert_ne!(with, without, "the interval bars must change the picture");
+        // A single evaluation, and one whose score is not finite, still draw.
+        assert_eq!(
+            &curves(&[eval_row(7, 50.0, Some((40.0, 60.0)))])[..4],
+            b"\x89PNG"
+        );
+        assert_eq!(&curves(&[eval_row(7, f64::NAN, None)])[..4], b"\x89PNG");
+    }
 }
