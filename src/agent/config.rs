@@ -103,6 +103,19 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
+    /// The policy section `algorithm` does not read (`"diffusion"` for CPQL,
+    /// `"consistency"` for Diffusion-QL) when it differs from its defaults:
+    /// most likely a setting meant for the other agent.
+    pub fn ignored_section(&self, algorithm: Algorithm) -> Option<&'static str> {
+        match algorithm {
+            Algorithm::Cpql if self.diffusion != DiffusionConfig::default() => Some("diffusion"),
+            Algorithm::Dql if self.consistency != ConsistencyConfig::default() => {
+                Some("consistency")
+            }
+            _ => None,
+        }
+    }
+
     /// Rejects settings that cannot train, naming the field.
     // `!(x >= 0.0)` on purpose: NaN fails every check.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]

@@ -237,6 +237,30 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_section_the_agent_does_not_read_is_named() {
+        let with = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let cfg = TrainConfig::default().with_overrides(&sets).unwrap();
+            cfg.agent.ignored_section(cfg.algorithm)
+        };
+        assert_eq!(with(&[]), None);
+        assert_eq!(with(&["algorithm=cpql"]), None);
+        assert_eq!(
+            with(&["algorithm=cpql", "agent.diffusion.net.net=unet"]),
+            Some("diffusion")
+        );
+        assert_eq!(
+            with(&["algorithm=cpql", "agent.consistency.net.net=unet"]),
+            None
+        );
+        assert_eq!(with(&["agent.diffusion.steps=10"]), None);
+        assert_eq!(
+            with(&["agent.consistency.loss=consistency"]),
+            Some("consistency")
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let err = TrainConfig::default()
             .with_overrides(&["agent.etta=1".into()])

@@ -23,7 +23,7 @@ pub use config::{ConfigError, TrainConfig};
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
 
-use crate::agent::{AgentError, AnyAgent, auto_workers, read_checkpoint_info};
+use crate::agent::{AgentError, Algorithm, AnyAgent, auto_workers, read_checkpoint_info};
 use crate::chunk::{ChunkError, ChunkIndex};
 use crate::data::{self, DataError, Normalizer, StepDataset};
 use crate::env::{self, UnknownEnv};
@@ -142,6 +142,17 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
     let device = parse_device(&cfg.device)?;
     set_threads(cfg.threads);
     let say = |m: &str| eprintln!("{m}");
+    if let Some(section) = cfg.agent.ignored_section(cfg.algorithm) {
+        let used = match cfg.algorithm {
+            Algorithm::Dql => "agent.diffusion",
+            Algorithm::Cpql => "agent.consistency",
+        };
+        say(&format!(
+            "note: agent.{section} differs from its defaults, but {} does not read it \
+             (its policy's settings are {used})",
+            cfg.algorithm
+        ));
+    }
     let data = Arc::new(load_dataset(&cfg, &say)?);
     let environment = env::make(&cfg.env)?;
     let spec = environment.spec();
