@@ -83,9 +83,10 @@ impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} episodes, return {}",
+            "{}: {} episode{}, return {}",
             self.env,
             self.episodes.len(),
+            if self.episodes.len() == 1 { "" } else { "s" },
             self.episode_return
         )?;
         if let Some(score) = &self.normalized_score {

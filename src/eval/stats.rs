@@ -23,8 +23,14 @@ impl MeanCi {
 }
 
 impl fmt::Display for MeanCi {
+    /// `mean [low, high]`, or `mean (n = 1, no interval)` when the interval
+    /// is not finite.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.2} [{:.2}, {:.2}]", self.mean, self.low, self.high)
+        if self.low.is_finite() && self.high.is_finite() {
+            write!(f, "{:.2} [{:.2}, {:.2}]", self.mean, self.low, self.high)
+        } else {
+            write!(f, "{:.2} (n = {}, no interval)", self.mean, self.n)
+        }
     }
 }
 

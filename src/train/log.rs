@@ -27,11 +27,15 @@ pub struct EvalRow {
     pub step: u64,
     pub episodes: usize,
     pub mean_return: f64,
-    pub return_low: f64,
-    pub return_high: f64,
+    /// The return's 95% interval over episodes; `null` when it is not finite
+    /// (a single episode has no interval).
+    #[serde(default)]
+    pub return_low: Option<f64>,
+    #[serde(default)]
+    pub return_high: Option<f64>,
     pub normalized_score: Option<f64>,
-    /// The normalised score's 95% interval (absent in logs written before
-    /// 2026-12-02).
+    /// The normalised score's 95% interval (`null` as above; absent in logs
+    /// written before 2026-12-02).
     #[serde(default)]
     pub score_low: Option<f64>,
     #[serde(default)]
@@ -45,14 +49,20 @@ impl EvalRow {
             step,
             episodes: report.episodes.len(),
             mean_return: report.episode_return.mean,
-            return_low: report.episode_return.low,
-            return_high: report.episode_return.high,
+            return_low: finite(report.episode_return.low),
+            return_high: finite(report.episode_return.high),
             normalized_score: report.normalized_score.map(|s| s.mean),
-            score_low: report.normalized_score.map(|s| s.low),
-            score_high: report.normalized_score.map(|s| s.high),
+            score_low: report.normalized_score.and_then(|s| finite(s.low)),
+            score_high: report.normalized_score.and_then(|s| finite(s.high)),
             success_rate: report.success_rate.map(|s| s.mean),
         }
     }
+}
+
+/// `Some(x)` for a finite `x`: JSON has no infinities (serde_json writes
+/// them as `null`, which an `f64` field would then refuse to read back).
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }
 
 /// Appends JSON lines to a file.
@@ -161,8 +171,8 @@ mod tests {
             step: 100,
             episodes: 10,
             mean_return: -400.0,
-            return_low: -700.0,
-            return_high: -100.0,
+            return_low: Some(-700.0),
+            return_high: Some(-100.0),
             normalized_score: Some(75.0),
             score_low: Some(40.0),
             score_high: Some(110.0),
@@ -182,5 +192,35 @@ mod tests {
         assert_eq!(rows[0], row);
         assert_eq!(rows[1].normalized_score, Some(80.0));
         assert_eq!((rows[1].score_low, rows[1].score_high), (None, None));
+        assert_eq!(rows[1].return_high, Some(0.0));
+    }
+
+    /// One episode has no interval: the row says so with nulls and still
+    /// reads back (an infinite bound used to be written as null into an f64
+    /// field, and the row was then skipped as unreadable).
+    #[test]
+    fn an_evaluation_of_one_episode_is_logged_and_read_back() {
+        use crate::eval::{EvalReport, mean_ci};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eval.jsonl");
+        let report = EvalReport {
+            env: "pendulum".into(),
+            episodes: Vec::new(),
+            execute: 4,
+            episode_return: mean_ci(&[-900.0]),
+            normalized_score: Some(mean_ci(&[30.0])),
+            success_rate: None,
+        };
+        let row = EvalRow::of(5, &report);
+        assert_eq!((row.return_low, row.score_high), (None, None));
+        let mut out = Appender::open(&path).unwrap();
+        out.append(&row).unwrap();
+        out.flush().unwrap();
+        let rows: Vec<EvalRow> = read_jsonl(&path).unwrap();
+        assert_eq!(rows, vec![row]);
+        assert_eq!(rows[0].mean_return, -900.0);
+        assert_eq!((rows[0].return_low, rows[0].return_high), (None, None));
+        assert_eq!(rows[0].normalized_score, Some(30.0));
+        assert_eq!((rows[0].score_low, rows[0].score_high), (None, None));
     }
 }

@@ -59,7 +59,7 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
             let marks = evals.iter().map(|e| EvalMark {
                 step: e.step as f64,
                 mean: e.mean_return,
-                interval: Some((e.return_low, e.return_high)),
+                interval: e.return_low.zip(e.return_high),
             });
             ("evaluation: return (95% interval)", marks.collect())
         };
@@ -212,8 +212,8 @@ mod tests {
             step,
             episodes: 10,
             mean_return: -400.0,
-            return_low: -700.0,
-            return_high: -100.0,
+            return_low: Some(-700.0),
+            return_high: Some(-100.0),
             normalized_score: Some(score),
             score_low: interval.map(|i| i.0),
             score_high: interval.map(|i| i.1),
