@@ -110,7 +110,8 @@ fn a_run_writes_its_files_and_evaluates() {
         .args(["--episodes", "1", "--execute", "1"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("pendulum: 1 episodes"));
+        .stdout(predicate::str::contains("pendulum: 1 episode, return"))
+        .stdout(predicate::str::contains("(n = 1, no interval)"));
     // The folder already holds a run.
     chunkql()
         .args(["train", "--config"])
@@ -343,7 +344,50 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
                 "--resume".into(),
                 dir.path().join("nothing").display().to_string(),
             ],
-            "config.toml: No such file",
+            "nothing: no such run folder",
+        ),
+        (
+            vec![
+                "generate".into(),
+                "line".into(),
+                "--level".into(),
+                "expert".into(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            "--level is for environments",
+        ),
+        (
+            vec![
+                "generate".into(),
+                "pendulum".into(),
+                "--max-steps".into(),
+                "10".into(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            "--max-steps is for `line`",
+        ),
+        (
+            vec![
+                "reference".into(),
+                "pendulum".into(),
+                "--episodes".into(),
+                "0".into(),
+            ],
+            "--episodes must be at least 1",
+        ),
+        (
+            vec![
+                "dataset".into(),
+                "chunks".into(),
+                line.display().to_string(),
+                "--horizon".into(),
+                "2".into(),
+                "--out".into(),
+                line.display().to_string(),
+            ],
+            "is the step data being read",
         ),
     ];
     for (mut args, message) in cases {
@@ -369,4 +413,59 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
         );
     }
     assert!(!out.exists(), "nothing is written for a bad run");
+}
+
+/// A resume continues the run its checkpoint was saved from: `config.toml`
+/// edited in what changes the numbers is refused with the keys named (a new
+/// H used to crash inside libtorch, a new agent section to be ignored);
+/// more steps are fine.
+#[test]
+fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let run = dir.path().join("run");
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    for (from, to, named) in [
+        ("horizon = 4", "horizon = 8", "horizon (4, 8)"),
+        ("gamma = 0.99", "gamma = 0.9", "gamma (0.99, 0.9)"),
+        (
+            "algorithm = \"dql\"",
+            "algorithm = \"cpql\"",
+            "algorithm (\"dql\", \"cpql\")",
+        ),
+    ] {
+        assert!(saved.contains(from), "{from} not in {saved}");
+        std::fs::write(run.join("config.toml"), saved.replace(from, to)).unwrap();
+        let output = chunkql()
+            .args(["train", "--resume"])
+            .arg(&run)
+            .assert()
+            .failure()
+            .code(1)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains(named) && stderr.contains("only steps"),
+            "{stderr}"
+        );
+    }
+    std::fs::write(
+        run.join("config.toml"),
+        saved.replace("\nsteps = 10\n", "\nsteps = 20\n"),
+    )
+    .unwrap();
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("20 steps"));
 }

@@ -84,6 +84,11 @@ impl AnyAgent {
         each!(self, a => a.config())
     }
 
+    /// The chunk shape the networks were built for.
+    pub fn dims(&self) -> ChunkDims {
+        each!(self, a => a.dims())
+    }
+
     pub fn save(&self, path: &Path, extra: serde_json::Value) -> Result<(), AgentError> {
         each!(self, a => a.save(path, extra))
     }

@@ -15,7 +15,7 @@ use ndarray::ArrayD;
 
 pub use batch::{ChunkBatch, ChunkDims, OneStep};
 pub use index::{ChunkIndex, ChunkSummary, PREFETCH_BLOCK};
-pub use spec::{ChunkError, ChunkSpec};
+pub use spec::{ChunkError, ChunkSpec, MAX_LENGTH};
 
 use crate::data::{DataError, NpzArray, write_npz_arrays};
 

@@ -12,9 +12,16 @@ pub enum ChunkError {
     Gamma(f64),
     #[error("observation horizon To must be at least 1, got {0}")]
     ObsHorizon(usize),
+    #[error("{name} must be at most {MAX_LENGTH}, got {value}")]
+    TooLong { name: &'static str, value: usize },
     #[error("{file}: no chunk start can be sampled: {reason}")]
     NothingToSample { file: String, reason: String },
 }
+
+/// The longest chunk H and history To: far beyond any action chunk in use
+/// (8-64 steps), and small enough that a batch's `[B, H, A]` and the index's
+/// per-row tables cannot overflow or exhaust memory by themselves.
+pub const MAX_LENGTH: usize = 4096;
 
 /// Chunk length `H`, discount `gamma` and observation-history length `To`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -52,6 +59,14 @@ impl ChunkSpec {
         if self.obs_horizon < 1 {
             return Err(ChunkError::ObsHorizon(self.obs_horizon));
         }
+        for (name, value) in [
+            ("chunk horizon H", self.horizon),
+            ("observation horizon To", self.obs_horizon),
+        ] {
+            if value > MAX_LENGTH {
+                return Err(ChunkError::TooLong { name, value });
+            }
+        }
         Ok(())
     }
 
@@ -81,6 +96,19 @@ mod tests {
         assert_eq!(
             ChunkError::Gamma(1.5).to_string(),
             "discount gamma must lie in (0, 1], got 1.5"
+        );
+        // Lengths that would overflow or exhaust memory in the index.
+        assert!(ChunkSpec::new(MAX_LENGTH, 0.99, MAX_LENGTH).is_ok());
+        assert_eq!(
+            ChunkSpec::new(usize::MAX, 0.99, 1).unwrap_err().to_string(),
+            format!("chunk horizon H must be at most 4096, got {}", usize::MAX)
+        );
+        assert_eq!(
+            ChunkSpec::new(4, 0.99, MAX_LENGTH + 1),
+            Err(ChunkError::TooLong {
+                name: "observation horizon To",
+                value: MAX_LENGTH + 1
+            })
         );
     }
 

@@ -10,6 +10,7 @@
 mod config;
 mod log;
 mod plot;
+mod resume_check;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,6 +67,11 @@ pub struct LoopState {
     pub env: String,
     /// Steps of each chunk executed in evaluation (0 = H).
     pub execute: usize,
+    /// The resolved config the run started with (absent in checkpoints
+    /// written before 2026-12-02): a resume refuses a `config.toml` edited
+    /// since in anything that changes the run's numbers.
+    #[serde(default)]
+    pub config: Option<TrainConfig>,
 }
 
 /// What a finished run reports.
@@ -118,7 +124,11 @@ pub fn load_dataset(cfg: &TrainConfig, say: &dyn Fn(&str)) -> Result<StepDataset
         }
         data::write_npz(&path, &generated)?;
     }
-    Ok(data::load(&path)?)
+    let data = data::load(&path)?;
+    for note in data.notes() {
+        say(&format!("{}: note: {note}", data.source()));
+    }
+    Ok(data)
 }
 
 /// A run in progress.
@@ -167,6 +177,7 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
             spec.act_dim()
         )));
     }
+    check_action_bounds(&data, spec)?;
     let normalizer = Normalizer::fit(&data)
         .with_action_bounds(spec.action_low.clone(), spec.action_high.clone());
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
@@ -232,6 +243,12 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
 
 /// Continues the run in `dir` from its last checkpoint.
 pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
+    if !dir.is_dir() {
+        return Err(TrainError::Run(format!(
+            "{}: no such run folder",
+            dir.display()
+        )));
+    }
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
     let checkpoint = dir.join(CHECKPOINT_FILE);
     let device = parse_device(&cfg.device)?;
@@ -243,9 +260,30 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
             checkpoint.display()
         ))
     })?;
+    let changed = |changes: Vec<String>| -> Result<(), TrainError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        Err(TrainError::Run(format!(
+            "{} differs from the run {} was saved from in {} (saved, now); a run resumes \
+             with the config it started with: only {} may change",
+            dir.join(CONFIG_FILE).display(),
+            checkpoint.display(),
+            changes.join(", "),
+            "steps, threads, device and the log, eval and checkpoint settings"
+        )))
+    };
+    if let Some(saved) = &state.config {
+        changed(resume_check::config_changes(saved, &cfg))?;
+    }
     let data = Arc::new(load_dataset(&cfg, &|m| eprintln!("{m}"))?);
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
     let mut agent = AnyAgent::load(&checkpoint, device)?;
+    changed(resume_check::agent_changes(
+        &agent,
+        &cfg,
+        index.empty_batch(1).dims(),
+    ))?;
     set_workers(&mut agent, &cfg, device)?;
     let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu)
         .ok_or_else(|| TrainError::Run(format!("{}: bad sampler state", checkpoint.display())))?;
@@ -269,6 +307,30 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
         sampler,
     }
     .go()
+}
+
+/// The data's actions lie in the environment's action box (to 0.1% of its
+/// width): the normaliser maps that box to [-1, 1], where the policies
+/// sample, so actions outside it could never be reproduced and say that the
+/// data was recorded for another environment or in other units.
+fn check_action_bounds(data: &StepDataset, spec: &env::EnvSpec) -> Result<(), TrainError> {
+    let (low, high) = (&spec.action_low, &spec.action_high);
+    for (row, action) in data.actions().chunks(low.len()).enumerate() {
+        for (j, &a) in action.iter().enumerate() {
+            let slack = 1e-3 * (high[j] - low[j]) as f64;
+            if (a as f64) < low[j] as f64 - slack || (a as f64) > high[j] as f64 + slack {
+                return Err(TrainError::Run(format!(
+                    "{}: key `actions` row {row}: {a} is outside {}'s action range [{}, {}] \
+                     (dimension {j})",
+                    data.source(),
+                    spec.name,
+                    low[j],
+                    high[j]
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn set_threads(threads: usize) {
@@ -373,6 +435,7 @@ impl Run {
                     sampler: self.sampler.state(),
                     env: cfg.env.clone(),
                     execute: cfg.execute,
+                    config: Some(cfg.clone()),
                 };
                 let state = serde_json::to_value(state).expect("serialisable");
                 self.agent.save(&self.dir.join(CHECKPOINT_FILE), state)?;
@@ -424,4 +487,32 @@ impl Run {
 /// Seed of a run's evaluation episodes (disjoint from training data seeds).
 pub fn eval_seed(seed: u64) -> u64 {
     crate::env::seed_for(seed, 0xE7A1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_outside_the_environment_box_are_refused_with_their_row() {
+        let data = env::generate("pointmaze-umaze", env::Level::Medium, 2, 0).unwrap();
+        let mut spec = env::make("pointmaze-umaze").unwrap().spec().clone();
+        check_action_bounds(&data, &spec).unwrap();
+        // A box half as wide: the data's full-scale actions now lie outside.
+        spec.action_low = vec![-0.5, -0.5];
+        spec.action_high = vec![0.5, 0.5];
+        let message = check_action_bounds(&data, &spec).unwrap_err().to_string();
+        let (row, dim) = data
+            .actions()
+            .iter()
+            .position(|a| a.abs() > 0.5 + 1e-3)
+            .map(|i| (i / 2, i % 2))
+            .unwrap();
+        assert!(
+            message.contains(&format!("key `actions` row {row}:"))
+                && message.contains("outside pointmaze-umaze's action range [-0.5, 0.5]")
+                && message.contains(&format!("(dimension {dim})")),
+            "{message}"
+        );
+    }
 }

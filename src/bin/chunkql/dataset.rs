@@ -21,10 +21,10 @@ pub enum DatasetCommand {
         #[arg(long)]
         horizon: Option<usize>,
         /// Discount gamma in (0, 1] (with --horizon).
-        #[arg(long, default_value_t = 0.99)]
+        #[arg(long, default_value_t = 0.99, requires = "horizon")]
         gamma: f64,
         /// To: observations per history (with --horizon).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, requires = "horizon")]
         obs_horizon: usize,
     },
     /// Write every sampleable chunk transition to an .npz, in increasing
@@ -55,15 +55,17 @@ pub struct GenerateArgs {
     /// pointmaze-large, and their -terminal variants), or `line` (toy data
     /// with no environment: a point walking to a goal on a line).
     pub source: String,
-    /// Behaviour policy: expert, medium or random (environments only).
-    #[arg(long, default_value = "medium")]
-    pub level: Level,
+    /// Behaviour policy: expert, medium or random (environments only;
+    /// default medium).
+    #[arg(long)]
+    pub level: Option<Level>,
     /// Episodes to record.
     #[arg(long, default_value_t = 100)]
     pub episodes: usize,
-    /// `line` only: steps per episode before a timeout.
-    #[arg(long, default_value_t = 50)]
-    pub max_steps: usize,
+    /// `line` only: steps per episode before a timeout (default 50; an
+    /// environment's episodes end at its own time limit).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
     /// Seed of the environment's starts and the behaviour policy's noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -102,6 +104,12 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             out,
         } => {
             let spec = ChunkSpec::new(horizon, gamma, obs_horizon)?;
+            if same_file(&file, &out) {
+                bail!(
+                    "--out {} is the step data being read; choose another file",
+                    out.display()
+                );
+            }
             let data = Arc::new(data::load(&file)?);
             let index = ChunkIndex::new(data, spec)?;
             write_chunks_npz(&out, &index.all())?;
@@ -122,19 +130,27 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     }
     let data = match args.source.as_str() {
         "line" => {
-            if args.max_steps == 0 {
+            if args.level.is_some() {
+                bail!("--level is for environments; `line` has no behaviour levels");
+            }
+            let max_steps = args.max_steps.unwrap_or(50);
+            if max_steps == 0 {
                 bail!("--max-steps must be at least 1");
             }
             LineWalk {
                 episodes: args.episodes,
-                max_steps: args.max_steps,
+                max_steps,
                 seed: args.seed,
                 ..LineWalk::default()
             }
             .generate()
         }
         name if env::ENV_NAMES.contains(&name) => {
-            env::generate(name, args.level, args.episodes, args.seed)?
+            if args.max_steps.is_some() {
+                bail!("--max-steps is for `line`; {name}'s episodes end at its own time limit");
+            }
+            let level = args.level.unwrap_or(Level::Medium);
+            env::generate(name, level, args.episodes, args.seed)?
         }
         name => bail!(
             "unknown data source `{name}` (known: line, {})",
@@ -155,4 +171,12 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         summary.episode_return.std
     );
     Ok(())
+}
+
+/// Whether two paths name one existing file (a missing `b` is never `a`).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }

@@ -199,6 +199,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 }
 
 pub fn reference(args: ReferenceArgs) -> Result<()> {
+    if args.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
     let refs = measure_reference(&args.env, args.episodes, args.seed)?;
     println!(
         "{}: random {:.3}, expert {:.3} (mean return over {} episodes, seed {})",
