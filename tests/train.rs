@@ -285,7 +285,7 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
                 "--config".into(),
                 bad_toml.display().to_string(),
             ],
-            "bad.toml: unknown field `stepz`",
+            "bad.toml: line 1, column 1, key `stepz`: unknown field `stepz`",
         ),
         (
             vec![

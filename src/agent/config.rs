@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AgentError;
 use crate::critic::CriticConfig;
-use crate::policy::{ConsistencyConfig, DiffusionConfig};
+use crate::nn::UnetConfig;
+use crate::policy::{
+    ConsistencyConfig, DenoiserConfig, DiffusionConfig, Schedule, karras_sigmas, vp_betas,
+};
 
 /// Which agent: Diffusion-QL (DDPM policy) or CPQL (consistency policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,23 +107,30 @@ impl Default for AgentConfig {
 
 impl AgentConfig {
     /// The policy section `algorithm` does not read (`"diffusion"` for CPQL,
-    /// `"consistency"` for Diffusion-QL) when it differs from its defaults:
-    /// most likely a setting meant for the other agent.
+    /// `"consistency"` for Diffusion-QL) when it alone was changed from its
+    /// defaults: most likely a setting meant for the agent's own section. (A
+    /// config that sets both sections, to serve both agents, is not flagged.)
     pub fn ignored_section(&self, algorithm: Algorithm) -> Option<&'static str> {
+        let diffusion_set = self.diffusion != DiffusionConfig::default();
+        let consistency_set = self.consistency != ConsistencyConfig::default();
         match algorithm {
-            Algorithm::Cpql if self.diffusion != DiffusionConfig::default() => Some("diffusion"),
-            Algorithm::Dql if self.consistency != ConsistencyConfig::default() => {
-                Some("consistency")
-            }
+            Algorithm::Cpql if diffusion_set && !consistency_set => Some("diffusion"),
+            Algorithm::Dql if consistency_set && !diffusion_set => Some("consistency"),
             _ => None,
         }
     }
 
-    /// Rejects settings that cannot train, naming the field.
+    /// Rejects settings that cannot train, naming the field (its key under
+    /// `agent.`): every check runs before any network or schedule is built,
+    /// so a bad value is an error here and never a panic in libtorch.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        self.check().map_err(AgentError::Config)
+    }
+
     // `!(x >= 0.0)` on purpose: NaN fails every check.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    pub fn validate(&self) -> Result<(), AgentError> {
-        let bad = |field: &str, why: String| Err(AgentError::Config(format!("{field}: {why}")));
+    fn check(&self) -> Result<(), String> {
+        let bad = |field: &str, why: String| Err(format!("{field}: {why}"));
         let positive = [("actor_lr", self.actor_lr), ("critic_lr", self.critic_lr)];
         for (field, value) in positive {
             if !(value > 0.0 && value.is_finite()) {
@@ -130,14 +140,26 @@ impl AgentConfig {
         if !(self.lr_min >= 0.0) {
             return bad("lr_min", format!("must be >= 0, got {}", self.lr_min));
         }
+        if self.lr_min > self.actor_lr || self.lr_min > self.critic_lr {
+            return Err(format!(
+                "lr_min ({}) must not exceed actor_lr ({}) and critic_lr ({})",
+                self.lr_min, self.actor_lr, self.critic_lr
+            ));
+        }
         if !(self.eta >= 0.0 && self.eta.is_finite()) {
             return bad("eta", format!("must be >= 0, got {}", self.eta));
         }
         if !(self.tau > 0.0 && self.tau <= 1.0) {
             return bad("tau", format!("must lie in (0, 1], got {}", self.tau));
         }
-        if !(self.grad_clip >= 0.0) {
-            return bad("grad_clip", format!("must be >= 0, got {}", self.grad_clip));
+        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
+            return bad(
+                "grad_clip",
+                format!(
+                    "must be a finite number >= 0 (0: no clipping), got {}",
+                    self.grad_clip
+                ),
+            );
         }
         if !(self.ema_decay >= 0.0 && self.ema_decay < 1.0) {
             return bad(
@@ -160,47 +182,176 @@ impl AgentConfig {
                 format!("must be a non-zero number, got {}", self.reward_scale),
             );
         }
-        let d = &self.diffusion;
-        if d.steps == 0 {
-            return bad("diffusion.steps", "must be at least 1".into());
-        }
-        if !(d.beta_min > 0.0 && d.beta_max > d.beta_min) {
-            return bad(
-                "diffusion.beta_min/beta_max",
-                "need 0 < beta_min < beta_max".into(),
-            );
-        }
-        let c = &self.consistency;
-        if c.scales < 2 {
-            return bad("consistency.scales", "must be at least 2".into());
-        }
-        if !(c.sigma_min > 0.0 && c.sigma_max > c.sigma_min && c.sigma_data > 0.0 && c.rho > 0.0) {
-            return bad(
-                "consistency",
-                "need 0 < sigma_min < sigma_max, sigma_data > 0, rho > 0".into(),
-            );
-        }
-        if c.sample_steps == 0 || c.sample_steps > c.scales {
-            return bad(
-                "consistency.sample_steps",
-                format!("must lie in 1..={}", c.scales),
-            );
-        }
-        for (field, net) in [("diffusion.net", &d.net), ("consistency.net", &c.net)] {
-            if net.time_dim < 4 || net.time_dim % 2 != 0 {
-                return bad(
-                    &format!("{field}.time_dim"),
-                    "must be even and at least 4".into(),
-                );
-            }
-            net.unet
-                .validate()
-                .or_else(|e| bad(&format!("{field}.unet"), e))?;
-        }
-        self.critic
-            .unet
-            .validate()
-            .or_else(|e| bad("critic.unet", e))?;
-        Ok(())
+        check_diffusion(&self.diffusion)?;
+        check_consistency(&self.consistency)?;
+        check_denoiser("diffusion.net", &self.diffusion.net)?;
+        check_denoiser("consistency.net", &self.consistency.net)?;
+        check_critic(&self.critic)
     }
 }
+
+/// The widest layer (and the largest dimension of any kind: embedding
+/// width, kernel, groups) a config may ask for. Far wider than any network
+/// here, it turns a typo such as `1e11` into an error instead of an
+/// allocation failure inside libtorch.
+const MAX_WIDTH: i64 = 65536;
+
+/// The most diffusion steps or consistency noise levels: their schedules
+/// are tables of this length, built (and checked) before training.
+const MAX_STEPS: usize = 100_000;
+
+/// Every width of `widths` in 1..=MAX_WIDTH (an empty list is valid: a
+/// linear network).
+fn check_widths(key: &str, widths: &[i64]) -> Result<(), String> {
+    match widths.iter().find(|w| !(1..=MAX_WIDTH).contains(*w)) {
+        Some(w) => Err(format!(
+            "{key}: every width must lie in 1..={MAX_WIDTH}, got {w}"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `value` in min..=MAX_WIDTH.
+fn check_dim(key: &str, value: i64, min: i64) -> Result<(), String> {
+    if (min..=MAX_WIDTH).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: must lie in {min}..={MAX_WIDTH}, got {value}"
+        ))
+    }
+}
+
+/// A sinusoidal embedding's width: even, in 4..=MAX_WIDTH
+/// (`crate::nn::sinusoidal` asserts it).
+fn check_embedding_dim(key: &str, value: i64) -> Result<(), String> {
+    if (4..=MAX_WIDTH).contains(&value) && value % 2 == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: must be even and lie in 4..={MAX_WIDTH}, got {value}"
+        ))
+    }
+}
+
+/// Steps, betas, and the VP schedule they give: every coefficient must be
+/// a finite float32.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn check_diffusion(d: &DiffusionConfig) -> Result<(), String> {
+    if !(1..=MAX_STEPS).contains(&d.steps) {
+        return Err(format!(
+            "diffusion.steps: must lie in 1..={MAX_STEPS}, got {}",
+            d.steps
+        ));
+    }
+    if !(d.beta_min > 0.0 && d.beta_min.is_finite()) {
+        return Err(format!(
+            "diffusion.beta_min: must be a positive finite number, got {}",
+            d.beta_min
+        ));
+    }
+    if !(d.beta_max > d.beta_min && d.beta_max.is_finite()) {
+        return Err(format!(
+            "diffusion.beta_max: must be finite and greater than beta_min ({}), got {}",
+            d.beta_min, d.beta_max
+        ));
+    }
+    let schedule = Schedule::new(vp_betas(d.steps, d.beta_min, d.beta_max));
+    if let Some((name, i, value)) = schedule.first_unusable() {
+        return Err(format!(
+            "diffusion.beta_min/beta_max: with beta_min = {}, beta_max = {} and {} steps the \
+             VP schedule's {name}[{i}] = {value:e} is not a finite float32 (betas this \
+             large drive alpha_bar to 0; betas this small round beta_t to 0)",
+            d.beta_min, d.beta_max, d.steps
+        ));
+    }
+    Ok(())
+}
+
+/// The smallest and largest noise level (and sigma_data) a consistency
+/// policy accepts: it squares them, and divides by the square, in float32.
+const SIGMA_RANGE: (f64, f64) = (1e-18, 1e18);
+
+/// Noise levels, sigma_data, rho, the number of levels and of sampling
+/// steps; the Karras levels must run from sigma_max down to sigma_min.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn check_consistency(c: &ConsistencyConfig) -> Result<(), String> {
+    if !(2..=MAX_STEPS).contains(&c.scales) {
+        return Err(format!(
+            "consistency.scales: must lie in 2..={MAX_STEPS}, got {}",
+            c.scales
+        ));
+    }
+    let (lo, hi) = SIGMA_RANGE;
+    for (field, value) in [
+        ("sigma_min", c.sigma_min),
+        ("sigma_max", c.sigma_max),
+        ("sigma_data", c.sigma_data),
+    ] {
+        if !(value >= lo && value <= hi) {
+            return Err(format!(
+                "consistency.{field}: must lie in [{lo:e}, {hi:e}] (it is squared in float32), got {value}"
+            ));
+        }
+    }
+    if !(c.sigma_max > c.sigma_min) {
+        return Err(format!(
+            "consistency.sigma_max: must be greater than sigma_min ({}), got {}",
+            c.sigma_min, c.sigma_max
+        ));
+    }
+    if !(c.rho > 0.0 && c.rho.is_finite()) {
+        return Err(format!(
+            "consistency.rho: must be a positive finite number, got {}",
+            c.rho
+        ));
+    }
+    let ends = karras_sigmas(2, c.sigma_min, c.sigma_max, c.rho);
+    let close = |got: f64, want: f64| (got - want).abs() <= 1e-3 * want;
+    if !(close(ends[0], c.sigma_max) && close(ends[1], c.sigma_min)) {
+        return Err(format!(
+            "consistency.rho: with rho = {} the Karras levels run from {:e} to {:e} instead \
+             of sigma_max = {} to sigma_min = {} (sigma^(1/rho) over- or underflows)",
+            c.rho, ends[0], ends[1], c.sigma_max, c.sigma_min
+        ));
+    }
+    if c.sample_steps == 0 || c.sample_steps > c.scales {
+        return Err(format!(
+            "consistency.sample_steps: must lie in 1..={}, got {}",
+            c.scales, c.sample_steps
+        ));
+    }
+    Ok(())
+}
+
+/// A policy network: MLP widths, its time embedding, the U-Net settings.
+fn check_denoiser(key: &str, net: &DenoiserConfig) -> Result<(), String> {
+    check_widths(&format!("{key}.hidden"), &net.hidden)?;
+    check_embedding_dim(&format!("{key}.time_dim"), net.time_dim)?;
+    check_unet(&format!("{key}.unet"), &net.unet)
+}
+
+/// The critic: head and state-encoder widths, the state embedding's width
+/// (the U-Net encoder's conditioning, at least 1), the encoder's settings.
+fn check_critic(critic: &CriticConfig) -> Result<(), String> {
+    check_widths("critic.hidden", &critic.hidden)?;
+    check_widths("critic.state_hidden", &critic.state_hidden)?;
+    check_dim("critic.state_dim", critic.state_dim, 1)?;
+    check_unet("critic.unet", &critic.unet)
+}
+
+/// Ranges of the U-Net's numbers, then [`UnetConfig::validate`]'s rules
+/// (levels, widths divisible by n_groups, odd kernel).
+fn check_unet(key: &str, unet: &UnetConfig) -> Result<(), String> {
+    check_widths(&format!("{key}.down_dims"), &unet.down_dims)?;
+    check_dim(&format!("{key}.kernel_size"), unet.kernel_size, 1)?;
+    check_dim(&format!("{key}.n_groups"), unet.n_groups, 1)?;
+    check_embedding_dim(&format!("{key}.time_embed_dim"), unet.time_embed_dim)?;
+    unet.validate().map_err(|message| {
+        let message = message.strip_prefix("unet: ").unwrap_or(&message);
+        format!("{key}: {message}")
+    })
+}
+
+#[cfg(test)]
+mod tests;

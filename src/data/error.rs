@@ -48,6 +48,13 @@ pub enum DataError {
         row: usize,
         value: f64,
     },
+    #[error("{file}: key `{key}` row {row}: value {value:e} does not fit in float32")]
+    BeyondF32 {
+        file: String,
+        key: String,
+        row: usize,
+        value: f64,
+    },
     #[error("{file}: key `{key}` row {row}: flag value {value} is neither 0 nor 1")]
     BadFlag {
         file: String,

@@ -90,6 +90,31 @@ pub fn write_npz_arrays(path: &Path, arrays: &[(&str, NpzArray)]) -> Result<(), 
     })
 }
 
+/// f64 values narrowed to f32 (the nearest), rejecting finite values beyond
+/// float32's range, which would silently become inf; NaN and inf pass
+/// through to the non-finite check of `StepDataset`. The error names the key
+/// and the row (first axis) of the first such value.
+pub(super) fn narrow_to_f32(
+    file: &str,
+    key: &str,
+    array: ArrayD<f64>,
+) -> Result<ArrayD<f32>, DataError> {
+    let width: usize = array.shape().iter().skip(1).product();
+    let too_large = array
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.is_finite() && (**v as f32).is_infinite());
+    if let Some((index, &value)) = too_large {
+        return Err(DataError::BeyondF32 {
+            file: file.to_string(),
+            key: key.to_string(),
+            row: index / width.max(1),
+            value,
+        });
+    }
+    Ok(array.mapv(|v| v as f32))
+}
+
 struct NpzFile<R: Read + Seek> {
     file: String,
     reader: NpzReader<R>,
@@ -147,7 +172,7 @@ impl<R: Read + Seek> NpzFile<R> {
             Attempt::OtherDtype(_) => {}
         }
         match self.attempt::<f64>(key)? {
-            Attempt::Found(a) => Ok(Some(a.mapv(|v| v as f32))),
+            Attempt::Found(a) => narrow_to_f32(&self.file, key, a).map(Some),
             Attempt::Missing => Ok(None),
             Attempt::OtherDtype(found) => Err(self.wrong_dtype(key, found, EXPECTED)),
         }
@@ -346,6 +371,34 @@ mod tests {
             error_of(&[("terminals", "np.array([0, 0, 3, 0], dtype=np.uint8)")]),
             "DIR/bad.npz: key `terminals` row 2: flag value 3 is neither 0 nor 1"
         );
+    }
+
+    #[test]
+    fn float64_values_beyond_float32_are_named_not_called_infinite() {
+        assert_eq!(
+            error_of(&[("rewards", "np.array([0, 1, 1e39, 3], dtype=np.float64)")]),
+            "DIR/bad.npz: key `rewards` row 2: value 1e39 does not fit in float32"
+        );
+        assert_eq!(
+            error_of(&[(
+                "next_observations",
+                "np.array([[0, 0], [0, 0], [0, 0], [0, -2.5e300]])"
+            )]),
+            "DIR/bad.npz: key `next_observations` row 3: value -2.5e300 does not fit in \
+             float32"
+        );
+        // Real NaN/inf keep their own message; float32's largest value fits.
+        assert_eq!(
+            error_of(&[("rewards", "np.array([0, 1, 2, -np.inf])")]),
+            "DIR/bad.npz: key `rewards` row 3: non-finite value -inf"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let keys = with(&[(
+            "rewards",
+            "np.array([0, 1, 2, np.finfo(np.float32).max], dtype=np.float64)",
+        )]);
+        let data = read_npz(&numpy_file(dir.path(), "max.npz", &keys)).unwrap();
+        assert_eq!(data.rewards()[3], f32::MAX);
     }
 
     #[test]

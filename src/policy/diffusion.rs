@@ -94,6 +94,38 @@ impl Schedule {
             betas,
         }
     }
+
+    /// The first coefficient (name, step index, value) that is not a finite
+    /// number representable in float32, the precision the policy computes
+    /// in; `None` when every one is. Betas too large drive alpha_bar so
+    /// close to 0 (or, once alpha_t = exp(...) is below f64's epsilon, to 0
+    /// exactly: beta_t rounds to 1) that 1 / sqrt(alpha_bar) overflows; betas
+    /// too small round alpha_t to 1 and 1 - alpha_bar to 0.
+    pub fn first_unusable(&self) -> Option<(&'static str, usize, f64)> {
+        let tables: [(&'static str, &[f64]); 9] = [
+            ("betas", &self.betas),
+            ("alphas_cumprod", &self.alphas_cumprod),
+            ("sqrt_alphas_cumprod", &self.sqrt_alphas_cumprod),
+            (
+                "sqrt_one_minus_alphas_cumprod",
+                &self.sqrt_one_minus_alphas_cumprod,
+            ),
+            ("sqrt_recip_alphas_cumprod", &self.sqrt_recip_alphas_cumprod),
+            (
+                "sqrt_recipm1_alphas_cumprod",
+                &self.sqrt_recipm1_alphas_cumprod,
+            ),
+            ("posterior_log_variance", &self.posterior_log_variance),
+            ("posterior_mean_coef1", &self.posterior_mean_coef1),
+            ("posterior_mean_coef2", &self.posterior_mean_coef2),
+        ];
+        tables.into_iter().find_map(|(name, values)| {
+            values
+                .iter()
+                .position(|v| !(v.is_finite() && v.abs() <= f32::MAX as f64))
+                .map(|i| (name, i, values[i]))
+        })
+    }
 }
 
 /// DDPM policy pi(chunk | obs history).
@@ -195,5 +227,30 @@ mod tests {
         let var: Vec<f64> = s.posterior_log_variance.iter().map(|l| l.exp()).collect();
         assert!(close(&var[1..], &[0.159114, 0.426742, 0.660907, 0.807766]));
         assert!(var[0] < 1e-19, "step 0 has no posterior noise");
+        assert_eq!(s.first_unusable(), None);
+    }
+
+    #[test]
+    fn schedules_that_overflow_float32_or_divide_by_zero_are_found() {
+        // T = 20, alpha_bar_19 ~ exp(-180.5): finite in f64, but 1 / sqrt of
+        // it is beyond float32 (alpha_bar_18 ~ exp(-162) still fits).
+        let (name, i, value) = Schedule::new(vp_betas(20, 0.1, 400.0))
+            .first_unusable()
+            .expect("float32 overflow");
+        assert_eq!((name, i), ("sqrt_recip_alphas_cumprod", 18));
+        assert!(value.is_finite() && value > f32::MAX as f64, "{value}");
+        // T = 5, beta_max = 500: alpha_3 = exp(-50) rounds beta_3 to 1, so
+        // alpha_bar_3 = 0 and 1 / sqrt of it is inf.
+        let (name, i, value) = Schedule::new(vp_betas(5, 0.1, 500.0))
+            .first_unusable()
+            .expect("overflow");
+        assert_eq!((name, i), ("sqrt_recip_alphas_cumprod", 2));
+        assert!(value.is_infinite(), "{value}");
+        // beta_t rounds to 0: 1 - alpha_bar_1 = 0 and the posterior is 0 / 0.
+        let (name, i, value) = Schedule::new(vp_betas(5, 1e-20, 2e-20))
+            .first_unusable()
+            .expect("0 / 0");
+        assert_eq!((name, i), ("posterior_mean_coef1", 0));
+        assert!(value.is_nan());
     }
 }

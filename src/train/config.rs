@@ -107,7 +107,7 @@ impl TrainConfig {
     }
 
     fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+        toml::from_str(text).map_err(|e| toml_error(text, &e))
     }
 
     /// Applies `key=value` overrides (dotted keys such as `agent.eta=2.5`;
@@ -170,6 +170,13 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return invalid("batch_size must be at least 1".into());
         }
+        if self.workers > self.batch_size {
+            return invalid(format!(
+                "workers ({}) must not exceed batch_size ({}): each worker updates on its own \
+                 slice of the batch (workers = 0 chooses automatically)",
+                self.workers, self.batch_size
+            ));
+        }
         if self.log_every == 0 || self.checkpoint_every == 0 {
             return invalid("log_every and checkpoint_every must be at least 1".into());
         }
@@ -195,6 +202,51 @@ impl TrainConfig {
         } else {
             PathBuf::from(&self.dataset)
         }
+    }
+}
+
+/// A TOML error as one line that says where: `line L, column C, key
+/// `a.b`: message` (the key assigned on that line, under the table header
+/// above it, or the header itself; left out where the line shows none, as
+/// inside a multi-line array).
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let start = match error.span() {
+        Some(span) if text.is_char_boundary(span.start) => span.start,
+        _ => return error.message().to_string(),
+    };
+    let before = &text[..start];
+    let line = before.matches('\n').count();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let key = key_on_line(text, line).map_or(String::new(), |key| format!(", key `{key}`"));
+    format!(
+        "line {}, column {column}{key}: {}",
+        line + 1,
+        error.message()
+    )
+}
+
+/// The dotted key line `index` of a TOML text assigns or opens as a table.
+fn key_on_line(text: &str, index: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |line: &str| {
+        let line = line.trim();
+        line.starts_with('[').then(|| {
+            let name = line.trim_start_matches('[');
+            name.split(']').next().unwrap_or(name).trim().to_string()
+        })
+    };
+    let line = lines.get(index)?;
+    if let Some(table) = header(line) {
+        return Some(table);
+    }
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    match lines[..index].iter().rev().find_map(|l| header(l)) {
+        Some(table) if !table.is_empty() => Some(format!("{table}.{key}")),
+        _ => Some(key.to_string()),
     }
 }
 
@@ -258,6 +310,13 @@ mod tests {
             with(&["agent.consistency.loss=consistency"]),
             Some("consistency")
         );
+        // One config for both agents sets both sections: no note.
+        let both = [
+            "agent.diffusion.net.hidden=[32]",
+            "agent.consistency.net.hidden=[32]",
+        ];
+        assert_eq!(with(&both), None);
+        assert_eq!(with(&[&["algorithm=cpql"], &both[..]].concat()), None);
     }
 
     #[test]
@@ -303,5 +362,66 @@ mod tests {
         assert!(bad(&|c| c.agent.tau = 0.0).contains("tau"));
         assert!(bad(&|c| c.execute = 9).contains("execute"));
         assert!(TrainConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn toml_errors_name_the_line_the_column_and_the_key() {
+        let err = TrainConfig::from_toml("env = \"pendulum\"\nsteps = \"five\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "line 2, column 9, key `steps`: invalid type: string \"five\", expected u64"
+        );
+        let err = TrainConfig::from_toml("steps = 1\nseed = 2\nsteps = 3\n").unwrap_err();
+        assert_eq!(err, "line 3, column 1, key `steps`: duplicate key");
+        let err = TrainConfig::from_toml("steps = 1\n\n[agent]\neta = \"x\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "line 4, column 7, key `agent.eta`: invalid type: string \"x\", expected f64"
+        );
+        let err = TrainConfig::from_toml("[agent]\neta = 1\n[agent]\n").unwrap_err();
+        assert_eq!(err, "line 3, column 2, key `agent`: duplicate key");
+        let err = TrainConfig::from_toml("[agent.critic]\nhiden = [1]\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2, column 1, key `agent.critic.hiden`: unknown field `hiden`"),
+            "{err}"
+        );
+        // Inside a multi-line array the line names no key.
+        let err =
+            TrainConfig::from_toml("[agent.critic]\nhidden = [\n  1,\n  \"a\",\n]\n").unwrap_err();
+        assert_eq!(
+            err,
+            "line 4, column 3: invalid type: string \"a\", expected i64"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, "# a run\nsteps = \"five\"\n").unwrap();
+        let err = TrainConfig::from_file(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: line 2, column 9, key `steps`: invalid type: string \"five\", expected u64",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn more_workers_than_batch_rows_are_rejected() {
+        let with = |workers: usize, batch_size: usize| {
+            TrainConfig {
+                workers,
+                batch_size,
+                ..TrainConfig::default()
+            }
+            .validate()
+        };
+        assert_eq!(
+            with(8, 4).unwrap_err().to_string(),
+            "invalid config: workers (8) must not exceed batch_size (4): each worker updates \
+             on its own slice of the batch (workers = 0 chooses automatically)"
+        );
+        assert!(with(4, 4).is_ok());
+        assert!(with(0, 1).is_ok(), "0 = automatic");
     }
 }

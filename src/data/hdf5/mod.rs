@@ -9,7 +9,11 @@
 //!   datasets for dict observation spaces), `actions [T, A]`, `rewards [T]`,
 //!   `terminations [T]`, `truncations [T]`. Mapped to step rows as
 //!   observations = obs[:-1], next_observations = obs[1:],
-//!   terminals = terminations, timeouts = truncations.
+//!   terminals = terminations, timeouts = truncations. Any other top-level
+//!   member (an `episode_x` group, an `episode_3` dataset, ...) is an error.
+//!
+//! A file with D4RL keys and `episode_*` groups both is an error: reading
+//! either layout would silently drop the other.
 //!
 //! Floats may be f32 or f64 (narrowed to f32); flags bool (h5py's FALSE/TRUE
 //! enum) or integers/floats holding exactly 0 or 1.
@@ -52,13 +56,41 @@ pub fn read_hdf5(path: &Path) -> Result<StepDataset, DataError> {
         .member_names()
         .map_err(|e| format_error(&file, "/", e))?;
 
-    if D4RL_REQUIRED
+    let mut members = Vec::with_capacity(names.len());
+    for name in &names {
+        let kind = root
+            .loc_type_by_name(name)
+            .map_err(|e| format_error(&file, name, e))?;
+        members.push((name.clone(), kind));
+    }
+
+    let d4rl_keys: Vec<&str> = D4RL_REQUIRED
         .iter()
-        .any(|key| names.iter().any(|n| n == key))
-    {
+        .copied()
+        .filter(|key| names.iter().any(|n| n == key))
+        .collect();
+    if !d4rl_keys.is_empty() {
+        let episode_like: Vec<&str> = members
+            .iter()
+            .filter(|(name, kind)| *kind == LocationType::Group && name.starts_with("episode_"))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !episode_like.is_empty() {
+            return Err(DataError::Format {
+                file,
+                format: FORMAT,
+                message: format!(
+                    "holds both the D4RL layout (top-level datasets {}) and the Minari \
+                     layout (groups {}); a file must use one layout, and reading either \
+                     part alone would drop the other",
+                    d4rl_keys.join(", "),
+                    first_names(&episode_like)
+                ),
+            });
+        }
         return read_d4rl(&file, root);
     }
-    let episodes = episode_groups(&file, root, &names)?;
+    let episodes = episode_groups(&file, &members)?;
     if !episodes.is_empty() {
         return read_minari(&file, root, &episodes);
     }
@@ -100,29 +132,72 @@ fn read_d4rl(file: &str, root: &Group) -> Result<StepDataset, DataError> {
     StepDataset::new(file, columns)
 }
 
-/// Top-level groups named `episode_<integer>`, sorted by the integer.
+/// `a, b, c, ... (12 in all)`: the first few of `names`, in order.
+fn first_names(names: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(", ... ({} in all)", names.len()));
+    }
+    text
+}
+
+/// The integer of a group name `episode_<integer>`.
+fn episode_number(name: &str) -> Option<u64> {
+    name.strip_prefix("episode_")
+        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse::<u64>().ok())
+}
+
+/// Top-level groups named `episode_<integer>`, sorted by the integer; none
+/// when there are none (the file has neither layout). Once there is one,
+/// every other top-level member is an error, never skipped: a Minari file
+/// holds only its episode groups (its metadata are attributes), so a stray
+/// `episode_x` group or `episode_3` dataset is a broken or foreign file.
 fn episode_groups(
     file: &str,
-    root: &Group,
-    names: &[String],
+    members: &[(String, LocationType)],
 ) -> Result<Vec<(u64, String)>, DataError> {
     let mut episodes = Vec::new();
-    for name in names {
-        let Some(index) = name
-            .strip_prefix("episode_")
-            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|digits| digits.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let kind = root
-            .loc_type_by_name(name)
-            .map_err(|e| format_error(file, name, e))?;
-        if kind == LocationType::Group {
-            episodes.push((index, name.clone()));
+    let mut others = Vec::new();
+    for (name, kind) in members {
+        match episode_number(name) {
+            Some(index) if *kind == LocationType::Group => episodes.push((index, name.clone())),
+            _ => others.push((name, kind)),
         }
     }
+    if episodes.is_empty() {
+        return Ok(episodes);
+    }
+    let error = |message: String| DataError::Format {
+        file: file.to_string(),
+        format: FORMAT,
+        message,
+    };
+    if let Some((name, kind)) = others.first() {
+        let what = match kind {
+            LocationType::Group => "group",
+            LocationType::Dataset => "dataset",
+            _ => "object",
+        };
+        return Err(error(format!(
+            "top-level {what} `{name}` is not an episode group `episode_<number>`; the file \
+             has {} Minari episode groups, and a Minari file holds nothing else",
+            episodes.len()
+        )));
+    }
     episodes.sort();
+    if let Some(pair) = episodes.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(error(format!(
+            "groups `{}` and `{}` are both episode {}",
+            pair[0].1, pair[1].1, pair[0].0
+        )));
+    }
     Ok(episodes)
 }
 

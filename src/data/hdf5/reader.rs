@@ -8,6 +8,7 @@ use ndarray::ArrayD;
 use super::{EpisodeData, FLAG_DTYPES, FLOAT_DTYPES, FORMAT, Observations};
 use crate::data::dataset::flags_from_numbers;
 use crate::data::error::DataError;
+use crate::data::npz::narrow_to_f32;
 
 pub(super) fn format_error(file: &str, key: &str, e: ::hdf5::Error) -> DataError {
     DataError::Format {
@@ -91,16 +92,18 @@ impl Reader<'_> {
         })
     }
 
-    /// A float column, f32 or f64 narrowed to f32; any shape.
+    /// A float column, f32 or f64 narrowed to f32 (a finite f64 beyond
+    /// float32's range is an error naming its row); any shape.
     pub(super) fn floats(&self, dataset: &Dataset, key: &str) -> Result<ArrayD<f32>, DataError> {
+        let read_err = |e| format_error(self.file, key, e);
         match self.dtype(dataset, key, FLOAT_DTYPES)? {
-            TypeDescriptor::Float(FloatSize::U4) => dataset.read_dyn::<f32>(),
+            TypeDescriptor::Float(FloatSize::U4) => dataset.read_dyn::<f32>().map_err(read_err),
             TypeDescriptor::Float(FloatSize::U8) => {
-                dataset.read_dyn::<f64>().map(|a| a.mapv(|v| v as f32))
+                let wide = dataset.read_dyn::<f64>().map_err(read_err)?;
+                narrow_to_f32(self.file, key, wide)
             }
-            other => return Err(self.wrong_dtype(key, other.to_string(), FLOAT_DTYPES)),
+            other => Err(self.wrong_dtype(key, other.to_string(), FLOAT_DTYPES)),
         }
-        .map_err(|e| format_error(self.file, key, e))
     }
 
     /// A flag column: bool, or integers/floats holding exactly 0 or 1; any shape.

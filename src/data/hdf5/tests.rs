@@ -5,6 +5,8 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+mod layout;
+
 const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
 
 /// Runs `script` with the project venv's python (numpy as `np`, h5py, and
