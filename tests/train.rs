@@ -42,6 +42,17 @@ fn setup(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
     config
 }
 
+/// `chunkql train --config CONFIG --out RUN`, which must succeed.
+fn train_into(config: &Path, run: &Path) {
+    chunkql()
+        .args(["train", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(run)
+        .assert()
+        .success();
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -154,13 +165,7 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 600, 50);
     let whole = dir.path().join("whole");
-    chunkql()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&whole)
-        .assert()
-        .success();
+    train_into(&config, &whole);
 
     let killed = dir.path().join("killed");
     let child = Process::new(binary())
@@ -424,13 +429,7 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 10, 10);
     let run = dir.path().join("run");
-    chunkql()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .assert()
-        .success();
+    train_into(&config, &run);
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
     for (from, to, named) in [
         ("horizon = 4", "horizon = 8", "horizon (4, 8)"),
