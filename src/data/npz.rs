@@ -41,8 +41,36 @@ pub fn read_npz(path: &Path) -> Result<StepDataset, DataError> {
         timeouts: npz.required_flag("timeouts")?,
         next_observations: npz.float("next_observations")?,
     };
-    StepDataset::new(&file, columns)
+    let data = StepDataset::new(&file, columns)?;
+    // Other keys are allowed (D4RL files carry infos/...), but named, so
+    // that a misspelt `next_obs` does not pass unnoticed.
+    let unread: Vec<String> = npz
+        .reader
+        .names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| !KEYS.contains(&name.as_str()))
+        .collect();
+    Ok(if unread.is_empty() {
+        data
+    } else {
+        data.with_note(format!(
+            "keys not read: {} (the step data is {})",
+            unread.join(", "),
+            KEYS.join(", ")
+        ))
+    })
 }
+
+/// The keys chunkql reads (D4RL's names).
+const KEYS: [&str; 6] = [
+    "observations",
+    "actions",
+    "rewards",
+    "terminals",
+    "timeouts",
+    "next_observations",
+];
 
 /// Writes `data` to `path` with D4RL key names (f32 columns, bool flags),
 /// atomically.
@@ -254,6 +282,22 @@ mod tests {
             .collect();
         keys.extend(replace.iter().copied().filter(|(_, v)| !v.is_empty()));
         keys
+    }
+
+    #[test]
+    fn keys_that_are_not_read_are_named_in_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = with(&[("next_obs", "np.zeros((4, 2), dtype=np.float32)")]);
+        let data = read_npz(&numpy_file(dir.path(), "extra.npz", &keys)).unwrap();
+        assert!(data.next_observations().is_none());
+        assert_eq!(data.notes().len(), 1);
+        assert!(
+            data.notes()[0].starts_with("keys not read: next_obs (the step data is observations,"),
+            "{:?}",
+            data.notes()
+        );
+        let plain = read_npz(&numpy_file(dir.path(), "plain.npz", &GOOD)).unwrap();
+        assert!(plain.notes().is_empty());
     }
 
     #[test]
