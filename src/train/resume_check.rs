@@ -34,8 +34,9 @@ pub fn config_changes(saved: &TrainConfig, now: &TrainConfig) -> Vec<String> {
 
 /// What the agent restored from the checkpoint disagrees with in `cfg`
 /// (the algorithm, the `[agent]` section) or with the chunks the data and
-/// `cfg` give (`dims`: widths, H, To). For checkpoints that predate the
-/// config stored with the loop state.
+/// `cfg` give (`dims`: widths, H, To). The only check for checkpoints that
+/// predate the config stored with the loop state; for newer ones it still
+/// catches a data file whose widths changed since the run started.
 pub fn agent_changes(agent: &AnyAgent, cfg: &TrainConfig, dims: ChunkDims) -> Vec<String> {
     let mut changes = Vec::new();
     if agent.algorithm() != cfg.algorithm {
