@@ -194,6 +194,7 @@ impl StepDataset {
         let terminals = into_vec(columns.terminals);
         let timeouts = into_vec(columns.timeouts);
         let episodes = find_episodes(&terminals, &timeouts);
+        let notes = both_flags_note(&terminals, &timeouts).into_iter().collect();
 
         Ok(StepDataset {
             source: file,
@@ -206,7 +207,7 @@ impl StepDataset {
             timeouts,
             next_observations,
             episodes,
-            notes: Vec::new(),
+            notes,
         })
     }
 
@@ -283,6 +284,25 @@ impl StepDataset {
     pub fn notes(&self) -> &[String] {
         &self.notes
     }
+}
+
+/// A note when some rows carry both flags: they end terminal episodes (an
+/// absorbing state is absorbing whatever the clock says, as in Gymnasium,
+/// where `terminated` wins over `truncated`), said so rather than silently.
+fn both_flags_note(terminals: &[bool], timeouts: &[bool]) -> Option<String> {
+    let mut rows = terminals
+        .iter()
+        .zip(timeouts)
+        .enumerate()
+        .filter(|&(_, (&d, &c))| d && c)
+        .map(|(t, _)| t);
+    let first = rows.next()?;
+    let count = 1 + rows.count();
+    let (s, verb) = if count == 1 { ("", "is") } else { ("s", "are") };
+    Some(format!(
+        "{count} row{s} {verb} both terminal and timeout (first: row {first}); \
+         terminal wins: those episodes end in an absorbing state, not bootstrapped"
+    ))
 }
 
 /// Splits rows into episodes: an episode ends at the first row with
@@ -405,6 +425,43 @@ mod tests {
                     end_kind: EpisodeEnd::EndOfData
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn rows_with_both_flags_end_terminal_episodes_and_are_noted() {
+        let mut c = columns(6);
+        for t in [1, 4] {
+            c.terminals[[t]] = true;
+            c.timeouts[[t]] = true;
+        }
+        let ds = StepDataset::new("x.npz", c).unwrap();
+        let kinds: Vec<_> = ds.episodes().iter().map(|e| (e.end, e.end_kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, EpisodeEnd::Terminal),
+                (4, EpisodeEnd::Terminal),
+                (5, EpisodeEnd::EndOfData)
+            ]
+        );
+        assert_eq!(
+            ds.notes(),
+            [
+                "2 rows are both terminal and timeout (first: row 1); terminal wins: \
+              those episodes end in an absorbing state, not bootstrapped"
+            ]
+        );
+        let mut one = columns(3);
+        one.terminals[[2]] = true;
+        one.timeouts[[2]] = true;
+        let ds = StepDataset::new("x.npz", one).unwrap();
+        assert!(ds.notes()[0].starts_with("1 row is both terminal and timeout (first: row 2)"));
+        assert!(
+            StepDataset::new("x.npz", columns(3))
+                .unwrap()
+                .notes()
+                .is_empty()
         );
     }
 
