@@ -137,6 +137,66 @@ fn a_run_writes_its_files_and_evaluates() {
 }
 
 /// Starts a run in the background and kills it (SIGKILL) once `ready` holds.
+/// env = none: data of widths no environment has trains, checkpoints, plots
+/// and resumes without evaluation, and `eval` asks for an environment.
+#[test]
+fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 20, 10);
+    let line = dir.path().join("line.npz");
+    chunkql()
+        .args(["generate", "line", "--episodes", "3", "--out"])
+        .arg(&line)
+        .assert()
+        .success();
+    let run = dir.path().join("run");
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--env", "none", "--dataset"])
+        .arg(&line)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("20 steps"))
+        .stdout(predicate::str::contains("not evaluated (env = none)"))
+        .stderr(predicate::str::contains(
+            "env = none: no evaluation; observation width 2, action width 1",
+        ));
+    for file in ["checkpoint.safetensors", "curves.png", "config.toml"] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    assert_eq!(lines(&run.join("metrics.jsonl")).len(), 2);
+    assert_eq!(std::fs::read_to_string(run.join("eval.jsonl")).unwrap(), "");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["steps"], 20);
+    assert!(summary["final_eval"].is_null(), "{summary}");
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "was trained without an environment (env = none); pass --env NAME",
+        ));
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already complete"));
+    chunkql()
+        .args(["train", "--env", "none", "--out"])
+        .arg(dir.path().join("no-data"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "env = none trains on a given dataset (--dataset FILE)",
+        ));
+}
+
 fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
     let start = Instant::now();
     while !ready() {

@@ -10,11 +10,17 @@ use crate::agent::{AgentConfig, Algorithm};
 use crate::chunk::{ChunkError, ChunkSpec};
 use crate::env::Level;
 
+/// `env` value of a run without an environment: it trains on a given
+/// dataset of any widths and is not evaluated; its normaliser takes the
+/// action range from the data.
+pub const NO_ENV: &str = "none";
+
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Built-in environment to evaluate in (and to generate data from).
+    /// Built-in environment to evaluate in (and to generate data from), or
+    /// [`NO_ENV`] to train on a given dataset without evaluation.
     pub env: String,
     /// Step data (.npz/.h5); empty: `data/<env>-<level>.npz`, generated if
     /// missing.
@@ -158,7 +164,18 @@ impl TrainConfig {
     /// Checks everything that does not need the data or the environment.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        crate::env::make(&self.env).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if !self.evaluates() {
+            if self.dataset.is_empty() {
+                return invalid(format!(
+                    "env = {NO_ENV} trains on a given dataset (--dataset FILE): without an \
+                     environment there is nothing to generate data from"
+                ));
+            }
+        } else if let Err(e) = crate::env::make(&self.env) {
+            return invalid(format!(
+                "{e}; or {NO_ENV}, to train on a given dataset without evaluation"
+            ));
+        }
         self.chunk_spec()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.agent
@@ -193,6 +210,12 @@ impl TrainConfig {
             return invalid("dataset_episodes must be at least 1 to generate data".into());
         }
         Ok(())
+    }
+
+    /// Whether the run has an environment to evaluate in (`env` is not
+    /// [`NO_ENV`]).
+    pub fn evaluates(&self) -> bool {
+        self.env != NO_ENV
     }
 
     /// The step data this run trains on.
@@ -268,6 +291,32 @@ mod tests {
         let cfg = TrainConfig::default();
         assert_eq!(TrainConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
         assert_eq!(TrainConfig::from_toml("").unwrap(), cfg);
+    }
+
+    #[test]
+    fn a_run_without_an_environment_needs_a_dataset() {
+        let none = |dataset: &str| TrainConfig {
+            env: NO_ENV.into(),
+            dataset: dataset.into(),
+            ..TrainConfig::default()
+        };
+        assert!(!none("").evaluates() && TrainConfig::default().evaluates());
+        let err = none("").validate().unwrap_err().to_string();
+        assert!(
+            err.contains("env = none trains on a given dataset"),
+            "{err}"
+        );
+        none("hopper-medium-v2.hdf5").validate().unwrap();
+        let mars = TrainConfig {
+            env: "mars".into(),
+            ..TrainConfig::default()
+        };
+        let err = mars.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid config: unknown environment `mars`")
+                && err.ends_with("; or none, to train on a given dataset without evaluation"),
+            "{err}"
+        );
     }
 
     #[test]

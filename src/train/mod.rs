@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-pub use config::{ConfigError, TrainConfig};
+pub use config::{ConfigError, NO_ENV, TrainConfig};
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
 
@@ -85,7 +85,8 @@ pub struct TrainSummary {
     /// ([`crate::device::mkl`]): a run reproduces to the digit only on the
     /// same kernels.
     pub matrix_kernels: String,
-    pub final_eval: EvalReport,
+    /// The last evaluation; `None` for a run without an environment.
+    pub final_eval: Option<EvalReport>,
 }
 
 /// `cpu`, `cuda` or `cuda:N` -> a device that works here, or a clear error.
@@ -164,22 +165,7 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
         ));
     }
     let data = Arc::new(load_dataset(&cfg, &say)?);
-    let environment = env::make(&cfg.env)?;
-    let spec = environment.spec();
-    if spec.obs_dim != data.obs_dim() || spec.act_dim() != data.act_dim() {
-        return Err(TrainError::Run(format!(
-            "{} has observation width {} and action width {}, but env {} has {} and {}",
-            data.source(),
-            data.obs_dim(),
-            data.act_dim(),
-            spec.name,
-            spec.obs_dim,
-            spec.act_dim()
-        )));
-    }
-    check_action_bounds(&data, spec)?;
-    let normalizer = Normalizer::fit(&data)
-        .with_action_bounds(spec.action_low.clone(), spec.action_high.clone());
+    let normalizer = normalizer_for(&cfg, &data, &say)?;
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
     let summary = index.summary();
     if summary.dropped() > 0 {
@@ -225,7 +211,11 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
         "training {} with H {} on {} ({} sampleable chunks) into {}{}",
         resolved.algorithm,
         resolved.horizon,
-        resolved.env,
+        if resolved.evaluates() {
+            resolved.env.clone()
+        } else {
+            index.data().source().to_string()
+        },
         index.len(),
         dir.display(),
         workers_note(workers)
@@ -292,9 +282,14 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
     log::truncate_after(&dir.join(EVAL_FILE), step).map_err(TrainError::Run)?;
     if step >= cfg.steps {
         eprintln!(
-            "{} is complete ({step} of {} steps): evaluating its last checkpoint",
+            "{} is complete ({step} of {} steps){}",
             dir.display(),
-            cfg.steps
+            cfg.steps,
+            if cfg.evaluates() {
+                ": evaluating its last checkpoint"
+            } else {
+                ""
+            }
         );
     } else {
         eprintln!("resuming {} at step {step} of {}", dir.display(), cfg.steps);
@@ -307,6 +302,49 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
         sampler,
     }
     .go()
+}
+
+/// The normaliser of a run: observation mean/std from the data, and the
+/// environment's action box (the data must fit it), or without an
+/// environment the data's own action range.
+fn normalizer_for(
+    cfg: &TrainConfig,
+    data: &StepDataset,
+    say: &dyn Fn(&str),
+) -> Result<Normalizer, TrainError> {
+    let fitted = Normalizer::fit(data);
+    if !cfg.evaluates() {
+        let range = fitted
+            .action_low
+            .iter()
+            .zip(&fitted.action_high)
+            .map(|(l, h)| format!("[{l:.4}, {h:.4}]"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        say(&format!(
+            "env = {NO_ENV}: no evaluation; observation width {}, action width {}, \
+             actions scaled from the data's range {range}",
+            data.obs_dim(),
+            data.act_dim()
+        ));
+        return Ok(fitted);
+    }
+    let environment = env::make(&cfg.env)?;
+    let spec = environment.spec();
+    if spec.obs_dim != data.obs_dim() || spec.act_dim() != data.act_dim() {
+        return Err(TrainError::Run(format!(
+            "{} has observation width {} and action width {}, but env {} has {} and {} \
+             (env = {NO_ENV} trains on it without evaluation)",
+            data.source(),
+            data.obs_dim(),
+            data.act_dim(),
+            spec.name,
+            spec.obs_dim,
+            spec.act_dim()
+        )));
+    }
+    check_action_bounds(data, spec)?;
+    Ok(fitted.with_action_bounds(spec.action_low.clone(), spec.action_high.clone()))
 }
 
 /// The data's actions lie in the environment's action box (to 0.1% of its
@@ -418,8 +456,8 @@ impl Run {
                     })
                     .map_err(TrainError::Run)?;
             }
-            let evaluate_now =
-                (cfg.eval_every > 0 && step % cfg.eval_every == 0) || step == cfg.steps;
+            let evaluate_now = cfg.evaluates()
+                && ((cfg.eval_every > 0 && step % cfg.eval_every == 0) || step == cfg.steps);
             if evaluate_now {
                 let report = self.evaluate()?;
                 say(&format!("step {step}: {report}"));
@@ -445,8 +483,8 @@ impl Run {
         metrics_log.flush().map_err(TrainError::Run)?;
         eval_log.flush().map_err(TrainError::Run)?;
         let final_eval = match final_eval {
-            Some(report) => report,
-            None => self.evaluate()?,
+            None if cfg.evaluates() => Some(self.evaluate()?),
+            report => report,
         };
         plot_curves(&self.dir).map_err(TrainError::Run)?;
         let seconds = started.elapsed().as_secs_f64();

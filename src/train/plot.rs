@@ -61,7 +61,12 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
                 mean: e.mean_return,
                 interval: e.return_low.zip(e.return_high),
             });
-            ("evaluation: return (95% interval)", marks.collect())
+            let title = if evals.is_empty() {
+                "no evaluations"
+            } else {
+                "evaluation: return (95% interval)"
+            };
+            (title, marks.collect())
         };
         eval_panel(&panels[3], title, &marks)?;
         root.present()?;

@@ -7,14 +7,17 @@ use clap::Args;
 
 use chunkql::agent::{Algorithm, AnyAgent, read_checkpoint_info};
 use chunkql::eval::{EvalConfig, evaluate, measure_reference};
-use chunkql::train::{self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, TrainConfig, parse_device};
+use chunkql::train::{
+    self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, TrainConfig, parse_device,
+};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// TOML config (every field has a default; see `docs/training.md`).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Environment to evaluate in (and to generate the default data from).
+    /// Environment to evaluate in (and to generate the default data from);
+    /// `none`: train on --dataset, of any widths, without evaluation.
     #[arg(long)]
     pub env: Option<String>,
     /// Step data (.npz, or .h5 with the hdf5 feature); default
@@ -40,7 +43,8 @@ pub struct TrainArgs {
     /// Override any config field: `--set agent.eta=2.5 --set batch_size=128`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Run folder (default runs/<env>-<agent>-h<H>-s<seed>, numbered if taken).
+    /// Run folder (default runs/<env>-<agent>-h<H>-s<seed>, numbered if taken;
+    /// with env none the dataset's file name stands for <env>).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print the resolved config (defaults, --config, flags and --set) as
@@ -121,11 +125,19 @@ fn config_of(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-/// runs/<env>-<agent>-h<H>-s<seed>, or the first numbered variant not taken.
+/// runs/<env>-<agent>-h<H>-s<seed> (without an environment, the dataset's
+/// file stem for <env>), or the first numbered variant not taken.
 fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
+    let name = if cfg.evaluates() {
+        cfg.env.clone()
+    } else {
+        let path = cfg.dataset_path();
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        stem.unwrap_or_else(|| NO_ENV.to_string())
+    };
     let base = format!(
-        "runs/{}-{}-h{}-s{}",
-        cfg.env, cfg.algorithm, cfg.horizon, cfg.seed
+        "runs/{name}-{}-h{}-s{}",
+        cfg.algorithm, cfg.horizon, cfg.seed
     );
     let mut dir = PathBuf::from(&base);
     let mut k = 2;
@@ -154,11 +166,18 @@ pub fn train(args: TrainArgs) -> Result<()> {
     } else {
         "already complete".to_string()
     };
+    let evaluation = match &summary.final_eval {
+        Some(report) => report.to_string(),
+        None => format!(
+            "not evaluated (env = {NO_ENV}); evaluate in an environment of the data's widths with \
+             `chunkql eval {} --env NAME`",
+            summary.run_dir.display()
+        ),
+    };
     println!(
-        "run {}: {} steps, {rate}\n{}",
+        "run {}: {} steps, {rate}\n{evaluation}",
         summary.run_dir.display(),
         summary.steps,
-        summary.final_eval
     );
     Ok(())
 }
@@ -178,6 +197,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .or_else(|| run_cfg.as_ref().map(|c| c.env.clone()))
         .or_else(|| state.as_ref().map(|s| s.env.clone()))
         .context("this checkpoint does not record its environment; pass --env")?;
+    if env == NO_ENV {
+        bail!(
+            "{} was trained without an environment (env = {NO_ENV}); pass --env NAME, an \
+             environment with the data's observation and action widths",
+            args.run.display()
+        );
+    }
     let execute = args
         .execute
         .or_else(|| state.as_ref().map(|s| s.execute).filter(|&e| e > 0));
