@@ -42,6 +42,18 @@ fn setup(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
     config
 }
 
+/// `line.npz` in `dir`: 3 episodes of a synthetic walk with observation
+/// width 2 and action width 1, which no environment has.
+fn line_data(dir: &Path) -> PathBuf {
+    let line = dir.join("line.npz");
+    chunkql()
+        .args(["generate", "line", "--episodes", "3", "--out"])
+        .arg(&line)
+        .assert()
+        .success();
+    line
+}
+
 /// `chunkql train --config CONFIG --out RUN`, which must succeed.
 fn train_into(config: &Path, run: &Path) {
     chunkql()
@@ -136,19 +148,13 @@ fn a_run_writes_its_files_and_evaluates() {
         ));
 }
 
-/// Starts a run in the background and kills it (SIGKILL) once `ready` holds.
 /// env = none: data of widths no environment has trains, checkpoints, plots
 /// and resumes without evaluation, and `eval` asks for an environment.
 #[test]
 fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 20, 10);
-    let line = dir.path().join("line.npz");
-    chunkql()
-        .args(["generate", "line", "--episodes", "3", "--out"])
-        .arg(&line)
-        .assert()
-        .success();
+    let line = line_data(dir.path());
     let run = dir.path().join("run");
     chunkql()
         .args(["train", "--config"])
@@ -197,6 +203,7 @@ fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
         ));
 }
 
+/// Starts a run in the background and kills it (SIGKILL) once `ready` holds.
 fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
     let start = Instant::now();
     while !ready() {
@@ -297,12 +304,7 @@ fn a_kill_during_checkpoint_writes_leaves_a_loadable_checkpoint() {
 fn bad_input_is_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 10, 10);
-    let line = dir.path().join("line.npz");
-    chunkql()
-        .args(["generate", "line", "--episodes", "3", "--out"])
-        .arg(&line)
-        .assert()
-        .success();
+    let line = line_data(dir.path());
     let bad_toml = dir.path().join("bad.toml");
     std::fs::write(&bad_toml, "stepz = 3\n").unwrap();
     let garbage = dir.path().join("garbage.safetensors");
