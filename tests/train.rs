@@ -127,6 +127,20 @@ fn a_run_writes_its_files_and_evaluates() {
         .assert()
         .success()
         .stdout(predicate::str::contains("(step 40): pendulum: 3 episodes"));
+    // With the run's episode count and seed, eval repeats its last evaluation.
+    let last = lines(&run.join("eval.jsonl")).pop().unwrap();
+    let again = chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--episodes", "2"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let again = String::from_utf8(again).unwrap();
+    let mean_return = format!("return {:.2} [", last["mean_return"].as_f64().unwrap());
+    assert!(again.contains(&mean_return), "{again} vs {last}");
     chunkql()
         .arg("eval")
         .arg(run.join("checkpoint.safetensors"))
@@ -372,7 +386,19 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
                 "--horizon".into(),
                 "0".into(),
             ],
-            "error: invalid config: chunk horizon H must be at least 1, got 0",
+            "error: invalid config: horizon: chunk horizon H must be at least 1, got 0",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--set".into(),
+                "threads=100000".into(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            "error: invalid config: threads must lie in 0..=1024 (0: all cores), got 100000",
         ),
         (
             vec![
@@ -382,7 +408,7 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
                 "--set".into(),
                 "agent.tau=2".into(),
             ],
-            "error: invalid config: invalid agent config: tau: must lie in (0, 1], got 2",
+            "error: invalid config: agent.tau: must lie in (0, 1], got 2",
         ),
         (
             vec![
@@ -392,7 +418,7 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
                 "--device".into(),
                 "tpu".into(),
             ],
-            "error: unknown device `tpu`",
+            "error: invalid config: device: unknown device `tpu`",
         ),
         (
             vec![
@@ -480,18 +506,34 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
         );
     }
     assert!(!out.exists(), "nothing is written for a bad run");
+    // A seed the config file could not hold is a usage error of the option.
+    chunkql()
+        .args(["train", "--seed", "9223372036854775808", "--print-config"])
+        .assert()
+        .failure()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value '9223372036854775808' for '--seed <SEED>'",
+        ));
 }
 
 /// A resume continues the run its checkpoint was saved from: `config.toml`
 /// edited in what changes the numbers is refused with the keys named (a new
 /// H used to crash inside libtorch, a new agent section to be ignored);
-/// more steps are fine.
+/// more steps are fine where the learning-rate schedule has them, fewer
+/// than the checkpoint's are refused.
 #[test]
 fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 10, 10);
     let run = dir.path().join("run");
-    train_into(&config, &run);
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--set", "agent.lr_decay_steps=20", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
     for (from, to, named) in [
         ("horizon = 4", "horizon = 8", "horizon (4, 8)"),
@@ -518,15 +560,101 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
             "{stderr}"
         );
     }
-    std::fs::write(
-        run.join("config.toml"),
-        saved.replace("\nsteps = 10\n", "\nsteps = 20\n"),
-    )
-    .unwrap();
+    let resume_with_steps = |steps: u64| {
+        std::fs::write(
+            run.join("config.toml"),
+            saved.replace("\nsteps = 10\n", &format!("\nsteps = {steps}\n")),
+        )
+        .unwrap();
+        chunkql().args(["train", "--resume"]).arg(&run).assert()
+    };
+    resume_with_steps(5)
+        .failure()
+        .stderr(predicate::str::contains(
+            "says steps = 5, but its checkpoint is at update 10: a run's steps can only grow",
+        ));
+    // Past lr_decay_steps = 20 (lr_min = 0) the learning rate is 0.
+    resume_with_steps(30)
+        .failure()
+        .stderr(predicate::str::contains(
+            "steps = 30 runs past agent.lr_decay_steps = 20 with agent.lr_min = 0",
+        ));
+    resume_with_steps(20)
+        .success()
+        .stdout(predicate::str::contains("20 steps"));
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(run.join("checkpoint.safetensors"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "checkpoint.safetensors is a file: --resume takes the run folder (",
+        ));
+}
+
+/// A run killed before its first checkpoint resumes by starting again from
+/// its config, and ends as the uninterrupted run does.
+#[test]
+fn a_run_without_a_checkpoint_resumes_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 20, 10);
+    let run = dir.path().join("run");
+    train_into(&config, &run);
+    let metrics = lines(&run.join("metrics.jsonl"));
+    let evals = lines(&run.join("eval.jsonl"));
+    std::fs::remove_file(run.join("checkpoint.safetensors")).unwrap();
     chunkql()
         .args(["train", "--resume"])
         .arg(&run)
         .assert()
         .success()
-        .stdout(predicate::str::contains("20 steps"));
+        .stderr(predicate::str::contains(
+            "has no checkpoint yet (the run stopped before update 10): starting it again",
+        ));
+    assert_eq!(lines(&run.join("metrics.jsonl")), metrics);
+    assert_eq!(lines(&run.join("eval.jsonl")), evals);
+}
+
+/// Generated default data is named by its size, and a default file that
+/// holds another number of episodes than the config asks for is refused.
+#[test]
+fn default_data_of_the_wrong_size_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 5, 5);
+    let tiny = [
+        "--set",
+        "dataset=\"\"",
+        "--set",
+        "dataset_episodes=2",
+        "--out",
+    ];
+    chunkql()
+        .current_dir(dir.path())
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(tiny)
+        .arg("run")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "generating data/pendulum-medium-2ep.npz (2 episodes",
+        ));
+    chunkql()
+        .current_dir(dir.path())
+        .args(["generate", "pendulum", "--episodes", "3", "--out"])
+        .arg("data/pendulum-medium-2ep.npz")
+        .assert()
+        .success();
+    chunkql()
+        .current_dir(dir.path())
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(tiny)
+        .arg("run2")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "data/pendulum-medium-2ep.npz holds 3 episodes, but the config asks for \
+             generated data of 2 (dataset_episodes)",
+        ));
 }

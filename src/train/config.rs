@@ -10,6 +10,25 @@ use crate::agent::{AgentConfig, Algorithm};
 use crate::chunk::{ChunkError, ChunkSpec};
 use crate::env::Level;
 
+/// Largest `seed`: TOML integers are i64, and the config must hold it.
+pub const MAX_SEED: u64 = i64::MAX as u64;
+/// Largest `batch_size` (one batch's tensors are allocated up front).
+pub const MAX_BATCH_SIZE: usize = 65_536;
+/// Largest `threads` (libtorch starts them all).
+pub const MAX_THREADS: usize = 1024;
+/// Largest `dataset_episodes` of generated data.
+pub const MAX_EPISODES: usize = 100_000;
+
+/// `cpu`, `cuda` or `cuda:N` (whether the device exists is checked when a
+/// run starts).
+fn is_device_name(name: &str) -> bool {
+    name == "cpu"
+        || name == "cuda"
+        || name
+            .strip_prefix("cuda:")
+            .is_some_and(|i| i.parse::<usize>().is_ok())
+}
+
 /// `env` value of a run without an environment: it trains on a given
 /// dataset of any widths and is not evaluated; its normaliser takes the
 /// action range from the data.
@@ -176,16 +195,52 @@ impl TrainConfig {
                 "{e}; or {NO_ENV}, to train on a given dataset without evaluation"
             ));
         }
-        self.chunk_spec()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        self.agent
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Err(e) = self.chunk_spec() {
+            let key = match e {
+                ChunkError::Horizon(_) => "horizon",
+                ChunkError::Gamma(_) => "gamma",
+                ChunkError::ObsHorizon(_) => "obs_horizon",
+                ChunkError::TooLong { name, .. } if name.starts_with("obs") => "obs_horizon",
+                _ => "horizon",
+            };
+            return invalid(format!("{key}: {e}"));
+        }
+        self.agent.validate().map_err(|e| match e {
+            crate::agent::AgentError::Config(m) => ConfigError::Invalid(format!("agent.{m}")),
+            other => ConfigError::Invalid(other.to_string()),
+        })?;
+        if self.seed > MAX_SEED {
+            return invalid(format!(
+                "seed must be at most {MAX_SEED} (TOML's largest integer), got {}",
+                self.seed
+            ));
+        }
+        if !is_device_name(&self.device) {
+            return invalid(format!(
+                "device: unknown device `{}` (use cpu, cuda or cuda:N)",
+                self.device
+            ));
+        }
         if self.steps == 0 {
             return invalid("steps must be at least 1".into());
         }
-        if self.batch_size == 0 {
-            return invalid("batch_size must be at least 1".into());
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return invalid(format!(
+                "batch_size must lie in 1..={MAX_BATCH_SIZE}, got {}",
+                self.batch_size
+            ));
+        }
+        if self.threads > MAX_THREADS {
+            return invalid(format!(
+                "threads must lie in 0..={MAX_THREADS} (0: all cores), got {}",
+                self.threads
+            ));
+        }
+        if self.dataset.is_empty() && self.dataset_episodes > MAX_EPISODES {
+            return invalid(format!(
+                "dataset_episodes must lie in 1..={MAX_EPISODES}, got {}",
+                self.dataset_episodes
+            ));
         }
         if self.workers > self.batch_size {
             return invalid(format!(
@@ -194,8 +249,14 @@ impl TrainConfig {
                 self.workers, self.batch_size
             ));
         }
-        if self.log_every == 0 || self.checkpoint_every == 0 {
-            return invalid("log_every and checkpoint_every must be at least 1".into());
+        if let Some(problem) = self.idle_updates() {
+            return invalid(problem);
+        }
+        if self.log_every == 0 {
+            return invalid("log_every must be at least 1".into());
+        }
+        if self.checkpoint_every == 0 {
+            return invalid("checkpoint_every must be at least 1".into());
         }
         if self.eval_episodes == 0 {
             return invalid("eval_episodes must be at least 1".into());
@@ -212,16 +273,39 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Why some updates would not train: with `agent.lr_min = 0` the learning
+    /// rates are 0 from `agent.lr_decay_steps` on, so `steps` beyond it
+    /// change no weight (0, the default, decays over `steps`).
+    pub fn idle_updates(&self) -> Option<String> {
+        let (decay, lr_min) = (self.agent.lr_decay_steps, self.agent.lr_min);
+        (lr_min == 0.0 && decay > 0 && self.steps > decay).then(|| {
+            format!(
+                "steps = {} runs past agent.lr_decay_steps = {decay} with agent.lr_min = 0: the \
+                 learning rates are 0 from update {decay} on and later updates change no \
+                 weight; let the decay cover every step (agent.lr_decay_steps = 0 means \
+                 steps) or set agent.lr_min > 0",
+                self.steps
+            )
+        })
+    }
+
     /// Whether the run has an environment to evaluate in (`env` is not
     /// [`NO_ENV`]).
     pub fn evaluates(&self) -> bool {
         self.env != NO_ENV
     }
 
-    /// The step data this run trains on.
+    /// The step data this run trains on: `dataset`, or the generated
+    /// default `data/<env>-<level>.npz` (`data/<env>-<level>-<N>ep.npz` for
+    /// another size than the default 100 episodes).
     pub fn dataset_path(&self) -> PathBuf {
         if self.dataset.is_empty() {
-            PathBuf::from(format!("data/{}-{}.npz", self.env, self.level))
+            let size = if self.dataset_episodes == TrainConfig::default().dataset_episodes {
+                String::new()
+            } else {
+                format!("-{}ep", self.dataset_episodes)
+            };
+            PathBuf::from(format!("data/{}-{}{size}.npz", self.env, self.level))
         } else {
             PathBuf::from(&self.dataset)
         }
@@ -402,15 +486,97 @@ mod tests {
         };
         assert_eq!(
             bad(&|c| c.horizon = 0),
-            "invalid config: chunk horizon H must be at least 1, got 0"
+            "invalid config: horizon: chunk horizon H must be at least 1, got 0"
         );
         assert_eq!(
             bad(&|c| c.gamma = 1.5),
-            "invalid config: discount gamma must lie in (0, 1], got 1.5"
+            "invalid config: gamma: discount gamma must lie in (0, 1], got 1.5"
         );
-        assert!(bad(&|c| c.agent.tau = 0.0).contains("tau"));
+        assert_eq!(
+            bad(&|c| c.obs_horizon = 5000),
+            "invalid config: obs_horizon: observation horizon To must be at most 4096, got 5000"
+        );
+        assert_eq!(
+            bad(&|c| c.agent.tau = 0.0),
+            "invalid config: agent.tau: must lie in (0, 1], got 0"
+        );
         assert!(bad(&|c| c.execute = 9).contains("execute"));
+        assert_eq!(
+            bad(&|c| c.checkpoint_every = 0),
+            "invalid config: checkpoint_every must be at least 1"
+        );
+        assert_eq!(
+            bad(&|c| c.threads = 100_000),
+            "invalid config: threads must lie in 0..=1024 (0: all cores), got 100000"
+        );
+        assert_eq!(
+            bad(&|c| c.batch_size = 100_000_000),
+            "invalid config: batch_size must lie in 1..=65536, got 100000000"
+        );
+        assert_eq!(
+            bad(&|c| c.dataset_episodes = 1_000_000),
+            "invalid config: dataset_episodes must lie in 1..=100000, got 1000000"
+        );
+        assert!(bad(&|c| c.seed = u64::MAX).starts_with("invalid config: seed must be at most"));
+        assert_eq!(
+            bad(&|c| c.device = "gpu".into()),
+            "invalid config: device: unknown device `gpu` (use cpu, cuda or cuda:N)"
+        );
+        for device in ["cpu", "cuda", "cuda:1"] {
+            let cfg = TrainConfig {
+                device: device.into(),
+                ..TrainConfig::default()
+            };
+            assert!(cfg.validate().is_ok(), "{device}");
+        }
         assert!(TrainConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn updates_at_learning_rate_zero_are_refused() {
+        let cfg = |steps: u64, decay: u64, lr_min: f64| {
+            let mut c = TrainConfig {
+                steps,
+                ..TrainConfig::default()
+            };
+            c.agent.lr_decay_steps = decay;
+            c.agent.lr_min = lr_min;
+            c
+        };
+        // 0 decays over `steps`; a decay that covers them, or lr_min > 0, is fine.
+        assert!(cfg(100, 0, 0.0).idle_updates().is_none());
+        assert!(cfg(100, 100, 0.0).idle_updates().is_none());
+        assert!(cfg(100, 200, 0.0).idle_updates().is_none());
+        assert!(cfg(100, 50, 1e-5).idle_updates().is_none());
+        let err = cfg(100, 50, 0.0).validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "invalid config: steps = 100 runs past agent.lr_decay_steps = 50 with \
+                 agent.lr_min = 0: the learning rates are 0 from update 50 on"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn generated_data_of_another_size_has_its_own_file() {
+        let cfg = |episodes: usize| TrainConfig {
+            dataset_episodes: episodes,
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            cfg(100).dataset_path(),
+            Path::new("data/pendulum-medium.npz")
+        );
+        assert_eq!(
+            cfg(5).dataset_path(),
+            Path::new("data/pendulum-medium-5ep.npz")
+        );
+        let given = TrainConfig {
+            dataset: "my.npz".into(),
+            ..cfg(5)
+        };
+        assert_eq!(given.dataset_path(), Path::new("my.npz"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-pub use config::{ConfigError, NO_ENV, TrainConfig};
+pub use config::{ConfigError, MAX_SEED, NO_ENV, TrainConfig};
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
 
@@ -126,6 +126,16 @@ pub fn load_dataset(cfg: &TrainConfig, say: &dyn Fn(&str)) -> Result<StepDataset
         data::write_npz(&path, &generated)?;
     }
     let data = data::load(&path)?;
+    if cfg.dataset.is_empty() && data.episodes().len() != cfg.dataset_episodes {
+        return Err(TrainError::Run(format!(
+            "{} holds {} episodes, but the config asks for generated data of {} \
+             (dataset_episodes): it was not generated for this run; delete it to generate it \
+             again, or name it with --dataset to train on it",
+            path.display(),
+            data.episodes().len(),
+            cfg.dataset_episodes
+        )));
+    }
     for note in data.notes() {
         say(&format!("{}: note: {note}", data.source()));
     }
@@ -149,6 +159,25 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
             "{} already holds a run; continue it with --resume {0} or choose another --out",
             dir.display()
         )));
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(TrainError::Run(format!(
+            "{} exists and is not a folder: --out names the run folder",
+            dir.display()
+        )));
+    }
+    start(cfg, dir)
+}
+
+/// Starts the run `cfg` from update 0 in `dir`.
+fn start(mut cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
+    // A given dataset is saved as an absolute path, so that the run resumes
+    // (and reruns from its config.toml) from any working directory.
+    if !cfg.dataset.is_empty() {
+        let path = std::path::absolute(&cfg.dataset).map_err(|e| {
+            TrainError::Run(format!("{}: cannot resolve the path: {e}", cfg.dataset))
+        })?;
+        cfg.dataset = path.display().to_string();
     }
     let device = parse_device(&cfg.device)?;
     set_threads(cfg.threads);
@@ -233,6 +262,14 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
 
 /// Continues the run in `dir` from its last checkpoint.
 pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
+    if dir.is_file() {
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        return Err(TrainError::Run(format!(
+            "{} is a file: --resume takes the run folder{}",
+            dir.display(),
+            parent.map_or(String::new(), |p| format!(" ({})", p.display()))
+        )));
+    }
     if !dir.is_dir() {
         return Err(TrainError::Run(format!(
             "{}: no such run folder",
@@ -241,6 +278,29 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
     }
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
     let checkpoint = dir.join(CHECKPOINT_FILE);
+    if let Some(problem) = cfg.idle_updates() {
+        return Err(TrainError::Run(format!(
+            "{}: {problem}. A run trains longer than it was started for only where its \
+             learning-rate schedule allows: start one you may extend with \
+             agent.lr_decay_steps set to the longest it may train, or agent.lr_min > 0",
+            dir.join(CONFIG_FILE).display()
+        )));
+    }
+    cfg.validate()?;
+    if !checkpoint.exists() {
+        // Killed before its first checkpoint: continuing exactly is
+        // starting again from the saved config.
+        eprintln!(
+            "{} has no checkpoint yet (the run stopped before update {}): starting it again \
+             from its config",
+            dir.display(),
+            cfg.checkpoint_every.min(cfg.steps)
+        );
+        for log in [METRICS_FILE, EVAL_FILE] {
+            log::truncate_after(&dir.join(log), 0).map_err(TrainError::Run)?;
+        }
+        return start(cfg, dir);
+    }
     let device = parse_device(&cfg.device)?;
     set_threads(cfg.threads);
     let info = read_checkpoint_info(&checkpoint)?;
@@ -278,6 +338,14 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
     let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu)
         .ok_or_else(|| TrainError::Run(format!("{}: bad sampler state", checkpoint.display())))?;
     let step = agent.step();
+    if step > cfg.steps {
+        return Err(TrainError::Run(format!(
+            "{} says steps = {}, but its checkpoint is at update {step}: a run's steps can \
+             only grow",
+            dir.join(CONFIG_FILE).display(),
+            cfg.steps
+        )));
+    }
     log::truncate_after(&dir.join(METRICS_FILE), step).map_err(TrainError::Run)?;
     log::truncate_after(&dir.join(EVAL_FILE), step).map_err(TrainError::Run)?;
     if step >= cfg.steps {

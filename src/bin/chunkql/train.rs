@@ -32,7 +32,7 @@ pub struct TrainArgs {
     pub horizon: Option<usize>,
     /// Seed of the run: initial weights, batches, noise, evaluation episodes
     /// (generated default data always uses seed 0).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=train::MAX_SEED))]
     pub seed: Option<u64>,
     /// cpu, cuda or cuda:N.
     #[arg(long)]
@@ -49,7 +49,7 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     /// Print the resolved config (defaults, --config, flags and --set) as
     /// TOML and exit: a starting point for a config file.
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, conflicts_with_all = ["resume", "out"])]
     pub print_config: bool,
     /// Continue the killed or finished run in this folder from its last
     /// checkpoint (its saved config is used; other options are not allowed).
@@ -67,9 +67,11 @@ pub struct EvalArgs {
     /// Steps of each chunk executed before re-planning (default: the run's, or H).
     #[arg(long)]
     pub execute: Option<usize>,
-    /// Seed of the episodes' starts and the policy's sampling noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the episodes' starts and the policy's sampling noise (default:
+    /// the run's own evaluation seed, so that with the run's episode count
+    /// this repeats the run's last evaluation).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Environment (default: the one the run trained for).
     #[arg(long)]
     pub env: Option<String>,
@@ -184,8 +186,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let (checkpoint, run_cfg) = if args.run.is_dir() {
-        let cfg = TrainConfig::from_file(&args.run.join(CONFIG_FILE))?;
-        (args.run.join(CHECKPOINT_FILE), Some(cfg))
+        let config = args.run.join(CONFIG_FILE);
+        let cfg = match config.exists() {
+            true => Some(TrainConfig::from_file(&config)?),
+            false => None,
+        };
+        (args.run.join(CHECKPOINT_FILE), cfg)
     } else {
         (args.run.clone(), None)
     };
@@ -204,6 +210,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             args.run.display()
         );
     }
+    let run_seed = run_cfg
+        .as_ref()
+        .or_else(|| state.as_ref().and_then(|s| s.config.as_ref()))
+        .map_or(0, |c| c.seed);
+    let seed = args.seed.unwrap_or_else(|| train::eval_seed(run_seed));
     let execute = args
         .execute
         .or_else(|| state.as_ref().map(|s| s.execute).filter(|&e| e > 0));
@@ -217,7 +228,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         EvalConfig {
             episodes: args.episodes,
             execute,
-            seed: args.seed,
+            seed,
         },
     )?;
     println!("{} (step {}): {report}", checkpoint.display(), agent.step());
@@ -230,8 +241,13 @@ pub fn reference(args: ReferenceArgs) -> Result<()> {
     }
     let refs = measure_reference(&args.env, args.episodes, args.seed)?;
     println!(
-        "{}: random {:.3}, expert {:.3} (mean return over {} episodes, seed {})",
-        args.env, refs.random, refs.expert, args.episodes, args.seed
+        "{}: random {:.3}, expert {:.3} (mean return over {} episode{}, seed {})",
+        args.env,
+        refs.random,
+        refs.expert,
+        args.episodes,
+        if args.episodes == 1 { "" } else { "s" },
+        args.seed
     );
     Ok(())
 }
