@@ -187,6 +187,8 @@ fn panel(
     if x1 <= x0 {
         (x0, x1) = (x0 - 0.5, x0 + 0.5);
     }
+    // Updates are whole numbers: no decimals unless the range is narrow.
+    let decimals = if x1 - x0 >= 10.0 { 0 } else { 1 };
     let x_pad = (x1 - x0) * style.x_pad;
     (x0, x1) = (x0 - x_pad, x1 + x_pad);
     let pad = ((y1 - y0).abs() * 0.05).max(1e-6);
@@ -196,7 +198,11 @@ fn panel(
         .x_label_area_size(30)
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
-    chart.configure_mesh().x_desc("update").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("update")
+        .x_label_formatter(&|x| format!("{x:.decimals$}"))
+        .draw()?;
     draw(&mut chart)?;
     if style.legend {
         chart
