@@ -204,6 +204,14 @@ fn start(mut cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
             summary.dropped_reason()
         ));
     }
+    if cfg.batch_size > index.len() {
+        say(&format!(
+            "note: batch_size {} exceeds the {} sampleable chunks: every batch repeats chunks \
+             (they are drawn with replacement)",
+            cfg.batch_size,
+            index.len()
+        ));
+    }
     let mut agent_cfg = cfg.agent.clone();
     if agent_cfg.lr_decay_steps == 0 {
         agent_cfg.lr_decay_steps = cfg.steps;
