@@ -164,3 +164,217 @@ fn bad_input_gives_one_line_and_a_non_zero_exit() {
     }
     assert!(!out.exists(), "no output is written on error");
 }
+
+/// Runs chunkql with `args`, expecting exit code 1, nothing on stdout and
+/// exactly `message` on stderr.
+fn fails_with(args: &[&std::ffi::OsStr], message: &str) {
+    chunkql()
+        .args(args)
+        .assert()
+        .failure()
+        .code(1)
+        .stdout("")
+        .stderr(message.to_string());
+}
+
+#[test]
+fn a_directory_given_as_step_data_is_named_as_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("some_dir.npz");
+    std::fs::create_dir(&folder).unwrap();
+    let message = format!(
+        "error: {}: cannot read: is a directory, not a step-data file\n",
+        folder.display()
+    );
+    fails_with(
+        &["dataset".as_ref(), "info".as_ref(), folder.as_ref()],
+        &message,
+    );
+    let out = dir.path().join("c.npz");
+    fails_with(
+        &[
+            "dataset".as_ref(),
+            "chunks".as_ref(),
+            folder.as_ref(),
+            "--horizon".as_ref(),
+            "2".as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+        ],
+        &message,
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_out_that_is_not_npz_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("gen/x.txt");
+    fails_with(
+        &[
+            "generate".as_ref(),
+            "pendulum".as_ref(),
+            "--out".as_ref(),
+            text.as_ref(),
+        ],
+        &format!(
+            "error: --out {}: the output is an .npz file; its name must end in .npz\n",
+            text.display()
+        ),
+    );
+    assert!(!dir.path().join("gen").exists(), "nothing is created");
+
+    let data = generate(dir.path(), 3);
+    let noext = dir.path().join("chunks_noext");
+    fails_with(
+        &[
+            "dataset".as_ref(),
+            "chunks".as_ref(),
+            data.as_ref(),
+            "--horizon".as_ref(),
+            "2".as_ref(),
+            "--out".as_ref(),
+            noext.as_ref(),
+        ],
+        &format!(
+            "error: --out {}: the output is an .npz file; its name must end in .npz\n",
+            noext.display()
+        ),
+    );
+    assert!(!noext.exists());
+    // The extension is matched like the readers match it, in any case.
+    let upper = dir.path().join("UPPER.NPZ");
+    chunkql()
+        .args(["generate", "line", "--episodes", "2", "--out"])
+        .arg(&upper)
+        .assert()
+        .success();
+    chunkql()
+        .args(["dataset", "info"])
+        .arg(&upper)
+        .assert()
+        .success();
+    chunkql()
+        .args(["dataset", "chunks"])
+        .arg(&upper)
+        .args(["--horizon", "2", "--out"])
+        .arg(dir.path().join("chunks.Npz"))
+        .assert()
+        .success();
+}
+
+#[test]
+fn episodes_beyond_the_limit_are_refused_with_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.npz");
+    // 100001 first: without the limit it succeeds at once, while u64::MAX
+    // pendulum episodes would run until memory runs out.
+    for (episodes, source) in [
+        ("100001", "line"),
+        ("0", "line"),
+        ("18446744073709551615", "pendulum"),
+    ] {
+        fails_with(
+            &[
+                "generate".as_ref(),
+                source.as_ref(),
+                "--episodes".as_ref(),
+                episodes.as_ref(),
+                "--out".as_ref(),
+                out.as_ref(),
+            ],
+            &format!("error: --episodes must lie in 1..=100000, got {episodes}\n"),
+        );
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn chunks_creates_the_parent_folders_of_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), 3);
+    let out = dir.path().join("new/dir/c.npz");
+    chunkql()
+        .args(["dataset", "chunks"])
+        .arg(&data)
+        .args(["--horizon", "2", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.is_file());
+}
+
+#[test]
+fn help_says_hdf5_needs_the_cargo_feature() {
+    for command in ["info", "chunks"] {
+        chunkql()
+            .args(["dataset", command, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(
+                "or .h5/.hdf5 (D4RL or Minari layout) with the hdf5 cargo feature",
+            ));
+    }
+}
+
+#[test]
+fn a_tiny_gamma_prints_in_short_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), 3);
+    chunkql()
+        .args(["dataset", "info"])
+        .arg(&data)
+        .args(["--horizon", "2", "--gamma", "1e-30"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "chunks             H 2  gamma 1e-30  To 1\n",
+        ));
+    let out = dir.path().join("c.npz");
+    chunkql()
+        .args(["dataset", "chunks"])
+        .arg(&data)
+        .args(["--horizon", "2", "--gamma", "0.000001", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "chunks             H 2  gamma 1e-6  To 1\n",
+        ));
+}
+
+#[test]
+fn counts_of_one_are_singular_and_lengths_are_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("one.npz");
+    chunkql()
+        .args(["generate", "line", "--episodes", "1", "--max-steps", "1"])
+        .arg("--out")
+        .arg(&data)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(format!(
+            "wrote 1 step in 1 episode to {} (episode return mean -0.01, std 0.00)\n",
+            data.display()
+        )));
+    chunkql()
+        .args(["dataset", "info"])
+        .arg(&data)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "episode length     min 1  mean 1.000  max 1  std 0.000\n",
+        ));
+    let out = dir.path().join("c.npz");
+    chunkql()
+        .args(["dataset", "chunks"])
+        .arg(&data)
+        .args(["--horizon", "1", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "wrote 1 chunk transition to {}\n",
+            out.display()
+        )));
+}

@@ -366,12 +366,25 @@ impl ChunkSummary {
     }
 }
 
+/// `x` in its shortest exact form: plain decimals for ordinary magnitudes
+/// (0.99, 1), an exponent for tiny or huge ones (1e-30, where `{}` of an
+/// f64 would print 32 characters).
+fn compact(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e15).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 impl fmt::Display for ChunkSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "chunks             H {}  gamma {}  To {}",
-            self.spec.horizon, self.spec.gamma, self.spec.obs_horizon
+            self.spec.horizon,
+            compact(self.spec.gamma),
+            self.spec.obs_horizon
         )?;
         writeln!(
             f,

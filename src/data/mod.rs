@@ -25,7 +25,17 @@ pub use synthetic::{LineWalk, RandomSteps};
 
 /// Loads step data, choosing the reader by extension: `.npz`, or `.h5` /
 /// `.hdf5` (D4RL flat keys or Minari episode groups; `hdf5` feature).
+/// A directory is refused by name, whatever its extension (`runs.npz/`).
 pub fn load(path: &Path) -> Result<StepDataset, DataError> {
+    if path.is_dir() {
+        return Err(DataError::io(
+            &path.display().to_string(),
+            std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory, not a step-data file",
+            ),
+        ));
+    }
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -37,5 +47,39 @@ pub fn load(path: &Path) -> Result<StepDataset, DataError> {
         _ => Err(DataError::UnknownFormat {
             file: path.display().to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_refused_by_name_whatever_its_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["some_dir.npz", "some_dir.h5", "some_dir"] {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            let message = load(&path).unwrap_err().to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "{}: cannot read: is a directory, not a step-data file",
+                    path.display()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.npz");
+        let message = load(&path).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!("{}: cannot read: ", path.display())),
+            "{message}"
+        );
+        assert!(message.contains("No such file or directory"), "{message}");
     }
 }

@@ -102,10 +102,21 @@ impl fmt::Display for DatasetSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = |st: &Stats| {
             format!(
-                "min {:.3}  mean {:.3}  max {:.3}  std {:.3}",
-                st.min, st.mean, st.max, st.std
+                "min {}  mean {}  max {}  std {}",
+                fixed3(st.min),
+                fixed3(st.mean),
+                fixed3(st.max),
+                fixed3(st.std)
             )
         };
+        // Lengths are whole steps: min and max print as integers.
+        let lengths = format!(
+            "min {:.0}  mean {}  max {:.0}  std {}",
+            self.length.min,
+            fixed3(self.length.mean),
+            self.length.max,
+            fixed3(self.length.std)
+        );
         writeln!(f, "dataset            {}", self.source)?;
         writeln!(f, "rows               {}", self.rows)?;
         writeln!(
@@ -124,18 +135,31 @@ impl fmt::Display for DatasetSummary {
             "episodes           {} ({} terminal, {} timeout, {} cut by the end of the data)",
             self.episodes, self.terminal_episodes, self.timeout_episodes, self.unfinished_episodes
         )?;
-        writeln!(f, "episode length     {}", s(&self.length))?;
+        writeln!(f, "episode length     {lengths}")?;
         writeln!(f, "episode return     {}", s(&self.episode_return))?;
         writeln!(f, "reward             {}", s(&self.reward))?;
         write!(
             f,
-            "action range       [{:.3}, {:.3}]",
-            self.action_min, self.action_max
+            "action range       [{}, {}]",
+            fixed3(self.action_min),
+            fixed3(self.action_max)
         )?;
         for note in &self.notes {
             write!(f, "\nnote               {note}")?;
         }
         Ok(())
+    }
+}
+
+/// `x` with three decimals, without the sign of a value that rounds to
+/// zero (`-0.0001` and `-0.0` print `0.000`, not `-0.000`).
+fn fixed3(x: f64) -> String {
+    let text = format!("{x:.3}");
+    match text.strip_prefix('-') {
+        Some(magnitude) if magnitude.bytes().all(|b| b == b'0' || b == b'.') => {
+            magnitude.to_string()
+        }
+        _ => text,
     }
 }
 
@@ -149,5 +173,67 @@ mod tests {
         assert_eq!((st.min, st.mean, st.max), (1.0, 3.0, 6.0));
         // population variance: (4 + 1 + 0 + 9) / 4 = 3.5
         assert!((st.std - 3.5f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn fixed3_drops_the_sign_of_a_rounded_zero() {
+        assert_eq!(fixed3(-0.0), "0.000");
+        assert_eq!(fixed3(-0.0004), "0.000");
+        assert_eq!(fixed3(-0.0005), "-0.001");
+        assert_eq!(fixed3(-1.25), "-1.250");
+        assert_eq!(fixed3(0.0), "0.000");
+        assert_eq!(fixed3(f64::NEG_INFINITY), "-inf");
+    }
+
+    fn summary() -> DatasetSummary {
+        DatasetSummary {
+            source: "x.npz".into(),
+            rows: 400,
+            obs_dim: 3,
+            act_dim: 1,
+            has_next_observations: true,
+            episodes: 2,
+            terminal_episodes: 0,
+            timeout_episodes: 2,
+            unfinished_episodes: 0,
+            length: Stats::of([200.0, 200.0]),
+            episode_return: Stats::of([-3.5, -0.0001]),
+            reward: Stats {
+                min: -2.0,
+                mean: -0.01,
+                max: -0.00001,
+                std: 0.5,
+            },
+            action_min: -0.0,
+            action_max: 2.0,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn lengths_print_min_and_max_as_integers() {
+        let text = summary().to_string();
+        assert!(
+            text.contains("episode length     min 200  mean 200.000  max 200  std 0.000\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn values_that_round_to_zero_print_without_a_minus_sign() {
+        let text = summary().to_string();
+        assert!(!text.contains("-0.000"), "{text}");
+        assert!(
+            text.contains("reward             min -2.000  mean -0.010  max 0.000  std 0.500\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("episode return     min -3.500  mean -1.750  max 0.000  std 1.750\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("action range       [0.000, 2.000]"),
+            "{text}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `chunkql dataset info|chunks` and `chunkql generate`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +15,8 @@ pub enum DatasetCommand {
     /// Episodes, length statistics, terminal/timeout counts, returns and dims
     /// of a step-data file; with --horizon also the chunk starts it yields.
     Info {
-        /// Step data: .npz (D4RL keys) or .h5/.hdf5 (D4RL or Minari layout).
+        /// Step data: .npz (D4RL keys), or .h5/.hdf5 (D4RL or Minari layout)
+        /// with the hdf5 cargo feature.
         file: PathBuf,
         /// Also index chunks of this many actions and report the starts.
         #[arg(long)]
@@ -32,7 +33,8 @@ pub enum DatasetCommand {
     /// cumulative_reward, chunk_done, effective_length, discount_factor,
     /// start_index.
     Chunks {
-        /// Step data: .npz (D4RL keys) or .h5/.hdf5 (D4RL or Minari layout).
+        /// Step data: .npz (D4RL keys), or .h5/.hdf5 (D4RL or Minari layout)
+        /// with the hdf5 cargo feature.
         file: PathBuf,
         /// H: actions per chunk.
         #[arg(long)]
@@ -43,7 +45,7 @@ pub enum DatasetCommand {
         /// To: observations per history.
         #[arg(long, default_value_t = 1)]
         obs_horizon: usize,
-        /// Output .npz file.
+        /// Output .npz file (parent folders are created).
         #[arg(long)]
         out: PathBuf,
     },
@@ -59,7 +61,7 @@ pub struct GenerateArgs {
     /// default medium).
     #[arg(long)]
     pub level: Option<Level>,
-    /// Episodes to record.
+    /// Episodes to record (1 to 100000).
     #[arg(long, default_value_t = 100)]
     pub episodes: usize,
     /// `line` only: steps per episode before a timeout (default 50; an
@@ -104,6 +106,7 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             out,
         } => {
             let spec = ChunkSpec::new(horizon, gamma, obs_horizon)?;
+            check_npz_out(&out)?;
             if same_file(&file, &out) {
                 bail!(
                     "--out {} is the step data being read; choose another file",
@@ -112,11 +115,12 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             }
             let data = Arc::new(data::load(&file)?);
             let index = ChunkIndex::new(data, spec)?;
+            create_parent(&out)?;
             write_chunks_npz(&out, &index.all())?;
             println!("{}", index.summary());
             println!(
-                "wrote {} chunk transitions to {}",
-                index.len(),
+                "wrote {} to {}",
+                count(index.len(), "chunk transition", "chunk transitions"),
                 out.display()
             );
             Ok(())
@@ -124,11 +128,24 @@ pub fn run(command: DatasetCommand) -> Result<()> {
     }
 }
 
+/// The most episodes `generate` records: enough for any benchmark, and far
+/// below what would exhaust memory (100000 pendulum episodes are 20 M rows).
+const MAX_EPISODES: usize = 100_000;
+
+/// A recipe for the data `generate` writes, checked before anything runs.
+enum Source<'a> {
+    Line(LineWalk),
+    Env(&'a str, Level),
+}
+
 pub fn generate(args: GenerateArgs) -> Result<()> {
-    if args.episodes == 0 {
-        bail!("--episodes must be at least 1");
+    if !(1..=MAX_EPISODES).contains(&args.episodes) {
+        bail!(
+            "--episodes must lie in 1..={MAX_EPISODES}, got {}",
+            args.episodes
+        );
     }
-    let data = match args.source.as_str() {
+    let source = match args.source.as_str() {
         "line" => {
             if args.level.is_some() {
                 bail!("--level is for environments; `line` has no behaviour levels");
@@ -137,40 +154,69 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
             if max_steps == 0 {
                 bail!("--max-steps must be at least 1");
             }
-            LineWalk {
+            Source::Line(LineWalk {
                 episodes: args.episodes,
                 max_steps,
                 seed: args.seed,
                 ..LineWalk::default()
-            }
-            .generate()
+            })
         }
         name if env::ENV_NAMES.contains(&name) => {
             if args.max_steps.is_some() {
                 bail!("--max-steps is for `line`; {name}'s episodes end at its own time limit");
             }
-            let level = args.level.unwrap_or(Level::Medium);
-            env::generate(name, level, args.episodes, args.seed)?
+            Source::Env(name, args.level.unwrap_or(Level::Medium))
         }
         name => bail!(
             "unknown data source `{name}` (known: line, {})",
             env::ENV_NAMES.join(", ")
         ),
     };
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    check_npz_out(&args.out)?;
+    let data = match source {
+        Source::Line(walk) => walk.generate(),
+        Source::Env(name, level) => env::generate(name, level, args.episodes, args.seed)?,
+    };
+    create_parent(&args.out)?;
     data::write_npz(&args.out, &data)?;
     let summary = DatasetSummary::of(&data);
     println!(
-        "wrote {} steps in {} episodes to {} (return {:.2} +- {:.2})",
-        data.len(),
-        data.episodes().len(),
+        "wrote {} in {} to {} (episode return mean {:.2}, std {:.2})",
+        count(data.len(), "step", "steps"),
+        count(data.episodes().len(), "episode", "episodes"),
         args.out.display(),
         summary.episode_return.mean,
         summary.episode_return.std
     );
     Ok(())
+}
+
+/// Refuses an --out that does not end in `.npz`: `dataset info` and `train`
+/// choose the reader by extension, so any other name would be unreadable.
+fn check_npz_out(out: &Path) -> Result<()> {
+    let is_npz = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    if !is_npz {
+        bail!(
+            "--out {}: the output is an .npz file; its name must end in .npz",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Creates the folders above `path` that do not exist yet.
+fn create_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// `n` with the singular or plural noun: "1 episode", "2 episodes".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Whether two paths name one existing file (a missing `b` is never `a`).
