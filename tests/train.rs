@@ -468,7 +468,16 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
                 "--episodes".into(),
                 "0".into(),
             ],
-            "--episodes must be at least 1",
+            "--episodes must lie in 1..=100000, got 0",
+        ),
+        (
+            vec![
+                "reference".into(),
+                "pendulum".into(),
+                "--episodes".into(),
+                "100001".into(),
+            ],
+            "--episodes must lie in 1..=100000, got 100001",
         ),
         (
             vec![

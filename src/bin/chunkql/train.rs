@@ -219,9 +219,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .execute
         .or_else(|| state.as_ref().map(|s| s.execute).filter(|&e| e > 0));
     let agent = AnyAgent::load(&checkpoint, parse_device(&args.device)?)?;
-    if args.episodes == 0 {
-        bail!("--episodes must be at least 1");
-    }
+    check_episodes(args.episodes)?;
     let report = evaluate(
         &agent,
         &env,
@@ -236,9 +234,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 }
 
 pub fn reference(args: ReferenceArgs) -> Result<()> {
-    if args.episodes == 0 {
-        bail!("--episodes must be at least 1");
-    }
+    check_episodes(args.episodes)?;
     let refs = measure_reference(&args.env, args.episodes, args.seed)?;
     println!(
         "{}: random {:.3}, expert {:.3} (mean return over {} episode{}, seed {})",
@@ -249,5 +245,14 @@ pub fn reference(args: ReferenceArgs) -> Result<()> {
         if args.episodes == 1 { "" } else { "s" },
         args.seed
     );
+    Ok(())
+}
+
+/// `--episodes` of eval and reference: 1 to 100000 (as for generate).
+fn check_episodes(episodes: usize) -> Result<()> {
+    const MAX: usize = 100_000;
+    if !(1..=MAX).contains(&episodes) {
+        bail!("--episodes must lie in 1..={MAX}, got {episodes}");
+    }
     Ok(())
 }
