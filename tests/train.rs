@@ -217,6 +217,59 @@ fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
         ));
 }
 
+/// A D4RL-layout HDF5 file (as h5py writes it) of a task without a built-in
+/// environment trains with env = none: the path users with their own data
+/// take.
+#[cfg(feature = "hdf5")]
+#[test]
+fn a_d4rl_hdf5_file_trains_without_an_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let file = dir.path().join("hopper-like.hdf5");
+    let script = r#"
+import sys
+import numpy as np
+import h5py
+rng = np.random.default_rng(0)
+n = 150
+timeouts = np.zeros(n, bool)
+timeouts[49::50] = True
+with h5py.File(sys.argv[1], "w") as f:
+    f["observations"] = rng.normal(size=(n, 11)).astype(np.float32)
+    f["actions"] = rng.uniform(-1, 1, size=(n, 3)).astype(np.float32)
+    f["rewards"] = rng.normal(size=n).astype(np.float32)
+    f["terminals"] = np.zeros(n, bool)
+    f["timeouts"] = timeouts
+"#;
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let out = Process::new(python)
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .expect("the venv python (scripts/setup.sh makes it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--env", "none", "--dataset"])
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("10 steps"))
+        .stderr(predicate::str::contains(
+            "observation width 11, action width 3",
+        ))
+        .stderr(predicate::str::contains(
+            "12 dropped: 12 end on a timeout row",
+        ));
+}
+
 /// Starts a run in the background and kills it (SIGKILL) once `ready` holds.
 fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
     let start = Instant::now();
