@@ -7,7 +7,7 @@ CARGO ?= cargo
 HDF5_DIR ?= $(firstword $(wildcard /usr/lib/*/hdf5/serial))
 BIN := target/release/chunkql
 
-.PHONY: setup setup-hdf5 build run test bench fmt
+.PHONY: setup setup-hdf5 build run test lint bench fmt
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,13 @@ run: build
 ## The whole test suite, HDF5 readers included.
 test: setup-hdf5
 	OMP_NUM_THREADS=1 HDF5_DIR=$(HDF5_DIR) $(CARGO) test --features hdf5
+
+## Formatting, clippy and rustdoc, warnings as errors (CI runs it after
+## `make test`).
+lint: setup-hdf5
+	$(CARGO) fmt --check
+	HDF5_DIR=$(HDF5_DIR) $(CARGO) clippy --all-targets --features hdf5 -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 ## Criterion benches and the numpy comparison (figures in docs/benchmarks.md).
 bench: setup

@@ -63,9 +63,9 @@ pub struct ChunkBatch {
 /// step: what a naive implementation would bootstrap from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OneStep {
-    /// `[B]` r[t].
+    /// `[B]` `r[t]`.
     pub reward: Vec<f32>,
-    /// `[B]` terminals[t].
+    /// `[B]` `terminals[t]`.
     pub done: Vec<f32>,
     /// `[B, To, O]` history ending at s_{t+1}.
     pub next_observations: Vec<f32>,

@@ -2,7 +2,7 @@
 
 use tch::{Tensor, nn, nn::Module};
 
-/// `[B, input] -> [B, output]`: (Linear -> [LayerNorm] -> Mish) per hidden
+/// `[B, input] -> [B, output]`: (Linear -> (LayerNorm) -> Mish) per hidden
 /// width, then a final Linear with no activation. With no hidden widths it
 /// is one Linear layer.
 #[derive(Debug)]

@@ -57,7 +57,7 @@ impl StackedNorm {
     }
 }
 
-/// K MLPs `[B, input] -> [K, B, output]`: (Linear -> [LayerNorm] -> Mish)
+/// K MLPs `[B, input] -> [K, B, output]`: (Linear -> (LayerNorm) -> Mish)
 /// per hidden width, then a final Linear, each network with its own weights.
 #[derive(Debug)]
 pub struct StackedMlp {

@@ -316,7 +316,7 @@ impl TemporalUnet {
         }
     }
 
-    /// x: [B, H, A], time: [B] float (the diffusion step or a noise-level feature; embedded with crate::nn::TimeEmbedding), cond: [B, cond_dim] -> [B, H, A]
+    /// x: `[B, H, A]`, time: `[B]` float (the diffusion step or a noise-level feature; embedded with `crate::nn::TimeEmbedding`), cond: `[B, cond_dim]` -> `[B, H, A]`
     ///
     /// A 0-dim `time` is broadcast over the batch.
     pub fn forward(&self, x: &Tensor, time: &Tensor, cond: &Tensor) -> Tensor {
