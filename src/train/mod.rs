@@ -11,6 +11,7 @@ mod config;
 mod log;
 mod plot;
 mod resume_check;
+mod run_data;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,11 +24,13 @@ use tch::Device;
 pub use config::{ConfigError, MAX_SEED, NO_ENV, TrainConfig};
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
+pub use run_data::load_dataset;
+use run_data::normalizer_for;
 
 use crate::agent::{AgentError, Algorithm, AnyAgent, auto_workers, read_checkpoint_info};
 use crate::chunk::{ChunkError, ChunkIndex};
-use crate::data::{self, DataError, Normalizer, StepDataset};
-use crate::env::{self, UnknownEnv};
+use crate::data::DataError;
+use crate::env::UnknownEnv;
 use crate::eval::{EvalConfig, EvalError, EvalReport, evaluate};
 use crate::noise::{NoiseSource, NoiseState};
 
@@ -104,42 +107,6 @@ pub fn parse_device(name: &str) -> Result<Device, TrainError> {
             })?,
     };
     crate::device::cuda(index).map_err(TrainError::Run)
-}
-
-/// Loads the run's step data, generating the default dataset first if the
-/// config names none and it is missing.
-pub fn load_dataset(cfg: &TrainConfig, say: &dyn Fn(&str)) -> Result<StepDataset, TrainError> {
-    let path = cfg.dataset_path();
-    if cfg.dataset.is_empty() && !path.exists() {
-        say(&format!(
-            "generating {} ({} episodes of {} {})",
-            path.display(),
-            cfg.dataset_episodes,
-            cfg.env,
-            cfg.level
-        ));
-        let generated = env::generate(&cfg.env, cfg.level, cfg.dataset_episodes, 0)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        data::write_npz(&path, &generated)?;
-    }
-    let data = data::load(&path)?;
-    if cfg.dataset.is_empty() && data.episodes().len() != cfg.dataset_episodes {
-        return Err(TrainError::Run(format!(
-            "{} holds {} episodes, but the config asks for generated data of {} \
-             (dataset_episodes): it was not generated for this run; delete it to generate it \
-             again, or name it with --dataset to train on it",
-            path.display(),
-            data.episodes().len(),
-            cfg.dataset_episodes
-        )));
-    }
-    for note in data.notes() {
-        say(&format!("{}: note: {note}", data.source()));
-    }
-    Ok(data)
 }
 
 /// A run in progress.
@@ -380,73 +347,6 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
     .go()
 }
 
-/// The normaliser of a run: observation mean/std from the data, and the
-/// environment's action box (the data must fit it), or without an
-/// environment the data's own action range.
-fn normalizer_for(
-    cfg: &TrainConfig,
-    data: &StepDataset,
-    say: &dyn Fn(&str),
-) -> Result<Normalizer, TrainError> {
-    let fitted = Normalizer::fit(data);
-    if !cfg.evaluates() {
-        let range = fitted
-            .action_low
-            .iter()
-            .zip(&fitted.action_high)
-            .map(|(l, h)| format!("[{l:.4}, {h:.4}]"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        say(&format!(
-            "env = {NO_ENV}: no evaluation; observation width {}, action width {}, \
-             actions scaled from the data's range {range}",
-            data.obs_dim(),
-            data.act_dim()
-        ));
-        return Ok(fitted);
-    }
-    let environment = env::make(&cfg.env)?;
-    let spec = environment.spec();
-    if spec.obs_dim != data.obs_dim() || spec.act_dim() != data.act_dim() {
-        return Err(TrainError::Run(format!(
-            "{} has observation width {} and action width {}, but env {} has {} and {} \
-             (env = {NO_ENV} trains on it without evaluation)",
-            data.source(),
-            data.obs_dim(),
-            data.act_dim(),
-            spec.name,
-            spec.obs_dim,
-            spec.act_dim()
-        )));
-    }
-    check_action_bounds(data, spec)?;
-    Ok(fitted.with_action_bounds(spec.action_low.clone(), spec.action_high.clone()))
-}
-
-/// The data's actions lie in the environment's action box (to 0.1% of its
-/// width): the normaliser maps that box to [-1, 1], where the policies
-/// sample, so actions outside it could never be reproduced and say that the
-/// data was recorded for another environment or in other units.
-fn check_action_bounds(data: &StepDataset, spec: &env::EnvSpec) -> Result<(), TrainError> {
-    let (low, high) = (&spec.action_low, &spec.action_high);
-    for (row, action) in data.actions().chunks(low.len()).enumerate() {
-        for (j, &a) in action.iter().enumerate() {
-            let slack = 1e-3 * (high[j] - low[j]) as f64;
-            if (a as f64) < low[j] as f64 - slack || (a as f64) > high[j] as f64 + slack {
-                return Err(TrainError::Run(format!(
-                    "{}: key `actions` row {row}: {a} is outside {}'s action range [{}, {}] \
-                     (dimension {j})",
-                    data.source(),
-                    spec.name,
-                    low[j],
-                    high[j]
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn set_threads(threads: usize) {
     if threads > 0 {
         tch::set_num_threads(threads as i32);
@@ -601,32 +501,4 @@ impl Run {
 /// Seed of a run's evaluation episodes (disjoint from training data seeds).
 pub fn eval_seed(seed: u64) -> u64 {
     crate::env::seed_for(seed, 0xE7A1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn actions_outside_the_environment_box_are_refused_with_their_row() {
-        let data = env::generate("pointmaze-umaze", env::Level::Medium, 2, 0).unwrap();
-        let mut spec = env::make("pointmaze-umaze").unwrap().spec().clone();
-        check_action_bounds(&data, &spec).unwrap();
-        // A box half as wide: the data's full-scale actions now lie outside.
-        spec.action_low = vec![-0.5, -0.5];
-        spec.action_high = vec![0.5, 0.5];
-        let message = check_action_bounds(&data, &spec).unwrap_err().to_string();
-        let (row, dim) = data
-            .actions()
-            .iter()
-            .position(|a| a.abs() > 0.5 + 1e-3)
-            .map(|i| (i / 2, i % 2))
-            .unwrap();
-        assert!(
-            message.contains(&format!("key `actions` row {row}:"))
-                && message.contains("outside pointmaze-umaze's action range [-0.5, 0.5]")
-                && message.contains(&format!("(dimension {dim})")),
-            "{message}"
-        );
-    }
 }

@@ -1,0 +1,207 @@
+//! End-to-end tests of `chunkql train --resume`: exact continuation after a
+//! SIGKILL, a kill during checkpoint writes, refused config edits, and a run
+//! killed before its first checkpoint.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command as Process};
+use std::time::{Duration, Instant};
+
+use common::{binary, chunkql, lines, setup, train_into};
+use predicates::prelude::*;
+
+/// Starts a run in the background and kills it (SIGKILL) once `ready` holds.
+fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run did not get far enough"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn checkpoint_step(run: &Path) -> u64 {
+    chunkql::agent::read_checkpoint_info(&run.join("checkpoint.safetensors"))
+        .map(|i| i.step)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 600, 50);
+    let whole = dir.path().join("whole");
+    train_into(&config, &whole);
+
+    let killed = dir.path().join("killed");
+    let child = Process::new(binary())
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&killed)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(child, || checkpoint_step(&killed) >= 100);
+    let at = checkpoint_step(&killed);
+    assert!(at < 600, "killed before the end (checkpoint at {at})");
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&killed)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "resuming {} at step {at} of 600",
+            killed.display()
+        )));
+
+    assert_eq!(
+        lines(&killed.join("metrics.jsonl")),
+        lines(&whole.join("metrics.jsonl"))
+    );
+    assert_eq!(
+        lines(&killed.join("eval.jsonl")),
+        lines(&whole.join("eval.jsonl"))
+    );
+
+    // Resuming a finished run trains nothing, says so, and keeps its summary.
+    let summary = std::fs::read(whole.join("summary.json")).unwrap();
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&whole)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("600 steps, already complete"))
+        .stderr(predicate::str::contains("is complete (600 of 600 steps)"));
+    assert_eq!(std::fs::read(whole.join("summary.json")).unwrap(), summary);
+}
+
+#[test]
+fn a_kill_during_checkpoint_writes_leaves_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 100_000, 1);
+    let run = dir.path().join("run");
+    let child = Process::new(binary())
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A checkpoint every update: most of the time is spent writing one.
+    kill_when(child, || checkpoint_step(&run) >= 30);
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--episodes", "1"])
+        .assert()
+        .success();
+}
+
+/// A resume continues the run its checkpoint was saved from: `config.toml`
+/// edited in what changes the numbers is refused with the keys named (a new
+/// H used to crash inside libtorch, a new agent section to be ignored);
+/// more steps are fine where the learning-rate schedule has them, fewer
+/// than the checkpoint's are refused.
+#[test]
+fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let run = dir.path().join("run");
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--set", "agent.lr_decay_steps=20", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    for (from, to, named) in [
+        ("horizon = 4", "horizon = 8", "horizon (4, 8)"),
+        ("gamma = 0.99", "gamma = 0.9", "gamma (0.99, 0.9)"),
+        (
+            "algorithm = \"dql\"",
+            "algorithm = \"cpql\"",
+            "algorithm (\"dql\", \"cpql\")",
+        ),
+    ] {
+        assert!(saved.contains(from), "{from} not in {saved}");
+        std::fs::write(run.join("config.toml"), saved.replace(from, to)).unwrap();
+        let output = chunkql()
+            .args(["train", "--resume"])
+            .arg(&run)
+            .assert()
+            .failure()
+            .code(1)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains(named) && stderr.contains("only steps"),
+            "{stderr}"
+        );
+    }
+    let resume_with_steps = |steps: u64| {
+        std::fs::write(
+            run.join("config.toml"),
+            saved.replace("\nsteps = 10\n", &format!("\nsteps = {steps}\n")),
+        )
+        .unwrap();
+        chunkql().args(["train", "--resume"]).arg(&run).assert()
+    };
+    resume_with_steps(5)
+        .failure()
+        .stderr(predicate::str::contains(
+            "says steps = 5, but its checkpoint is at update 10: a run's steps can only grow",
+        ));
+    // Past lr_decay_steps = 20 (lr_min = 0) the learning rate is 0.
+    resume_with_steps(30)
+        .failure()
+        .stderr(predicate::str::contains(
+            "steps = 30 runs past agent.lr_decay_steps = 20 with agent.lr_min = 0",
+        ));
+    resume_with_steps(20)
+        .success()
+        .stdout(predicate::str::contains("20 steps"));
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(run.join("checkpoint.safetensors"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "checkpoint.safetensors is a file: --resume takes the run folder (",
+        ));
+}
+
+/// A run killed before its first checkpoint resumes by starting again from
+/// its config, and ends as the uninterrupted run does.
+#[test]
+fn a_run_without_a_checkpoint_resumes_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 20, 10);
+    let run = dir.path().join("run");
+    train_into(&config, &run);
+    let metrics = lines(&run.join("metrics.jsonl"));
+    let evals = lines(&run.join("eval.jsonl"));
+    std::fs::remove_file(run.join("checkpoint.safetensors")).unwrap();
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "has no checkpoint yet (the run stopped before update 10): starting it again",
+        ));
+    assert_eq!(lines(&run.join("metrics.jsonl")), metrics);
+    assert_eq!(lines(&run.join("eval.jsonl")), evals);
+}
