@@ -10,7 +10,8 @@ use chunkql::env::{Level, generate};
 use rand::SeedableRng;
 
 fn main() -> anyhow::Result<()> {
-    // The README loads data/pendulum-medium.npz; here it is generated in memory.
+    // The README loads data/pendulum-medium.npz and runs 100 updates; here the
+    // data is generated in memory and 20 updates keep the example quick.
     let data = Arc::new(generate("pendulum", Level::Medium, 10, 0)?);
     let index = ChunkIndex::new(data.clone(), ChunkSpec::new(4, 0.99, 1)?)?;
     println!("{}", index.summary());

@@ -62,6 +62,7 @@ pub struct Metrics {
     pub target_mean: f64,
     pub critic_grad_norm: f64,
     pub actor_grad_norm: f64,
+    /// The actor's learning rate in this update (before the decay step).
     pub actor_lr: f64,
 }
 

@@ -243,6 +243,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
         let actor_grad_norm = self.actor_opt.step_on(&parts, self.config.grad_clip);
 
         self.update_targets();
+        let actor_lr = self.actor_opt.lr();
         self.step += 1;
         self.set_learning_rates();
         Metrics {
@@ -255,7 +256,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
             target_mean,
             critic_grad_norm,
             actor_grad_norm,
-            actor_lr: self.actor_opt.lr(),
+            actor_lr,
         }
     }
 }

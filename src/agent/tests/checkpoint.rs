@@ -7,7 +7,9 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::*;
-use crate::agent::{AgentError, ChunkAgent, ChunkPolicy, Cpql, DiffusionQl, read_checkpoint_info};
+use crate::agent::{
+    AgentError, ChunkAgent, ChunkPolicy, Cpql, DiffusionQl, cosine_lr, read_checkpoint_info,
+};
 use crate::chunk::ChunkBatch;
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
@@ -184,4 +186,21 @@ fn every_tensor_on_the_device<P: ChunkPolicy>(device: Device) {
             .device(),
         device
     );
+}
+
+/// Metrics report the learning rate each update used: the configured rate
+/// first, then the cosine decay, and above `lr_min` up to the last update.
+#[test]
+fn metrics_report_the_learning_rate_of_each_update() {
+    let (mut agent, index) = setup::<DiffusionPolicy>(NetKind::Mlp);
+    agent.config.lr_decay_steps = 4;
+    let lr = agent.config.actor_lr;
+    let used: Vec<f64> = batches(&index, 4, 1)
+        .iter()
+        .map(|b| agent.update(b).actor_lr)
+        .collect();
+    let expected: Vec<f64> = (0..4).map(|k| cosine_lr(lr, 0.0, k, 4)).collect();
+    assert_eq!(used, expected);
+    assert_eq!(used[0], lr);
+    assert!(used[3] > 0.0, "the last update still trains: {used:?}");
 }
