@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use common::{binary, chunkql, lines, setup, train_into};
 use predicates::prelude::*;
 
-/// Starts a run in the background and kills it (SIGKILL) once `ready` holds.
-fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
+/// Waits until `ready` holds for the run `child`, which must still be running.
+fn wait_until(child: &mut Child, ready: impl Fn() -> bool) {
     let start = Instant::now();
     while !ready() {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the run finished before it could be killed"
+            "the run finished before it could be stopped"
         );
         assert!(
             start.elapsed() < Duration::from_secs(120),
@@ -25,6 +25,11 @@ fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Kills (SIGKILL) the run `child` once `ready` holds.
+fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
+    wait_until(&mut child, ready);
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -204,4 +209,59 @@ fn a_run_without_a_checkpoint_resumes_from_the_start() {
         ));
     assert_eq!(lines(&run.join("metrics.jsonl")), metrics);
     assert_eq!(lines(&run.join("eval.jsonl")), evals);
+}
+
+/// Ctrl-C (SIGINT) stops a run after the update in progress with a
+/// checkpoint and exit code 130; resumed, it ends as the uninterrupted run.
+#[test]
+fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // No periodic checkpoint before the end: the one found is the stop's.
+    let config = setup(dir.path(), 600, 1000);
+    let whole = dir.path().join("whole");
+    train_into(&config, &whole);
+
+    let run = dir.path().join("run");
+    let mut child = Process::new(binary())
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    wait_until(&mut child, || {
+        std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0)
+    });
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let at = checkpoint_step(&run);
+    assert!(0 < at && at < 600, "stopped inside the run (at {at})");
+    assert!(
+        stderr.contains(&format!(
+            "stopped at update {at} of 600 with a checkpoint: continue with \
+             `chunkql train --resume {}`",
+            run.display()
+        )),
+        "{stderr}"
+    );
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("600 steps"));
+    assert_eq!(
+        lines(&run.join("metrics.jsonl")),
+        lines(&whole.join("metrics.jsonl"))
+    );
+    assert_eq!(
+        lines(&run.join("eval.jsonl")),
+        lines(&whole.join("eval.jsonl"))
+    );
 }

@@ -12,6 +12,7 @@ mod log;
 mod plot;
 mod resume_check;
 mod run_data;
+mod stop;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
 pub use run_data::load_dataset;
 use run_data::normalizer_for;
+pub use stop::StopHandle;
 
 use crate::agent::{AgentError, Algorithm, AnyAgent, auto_workers, read_checkpoint_info};
 use crate::chunk::{ChunkError, ChunkIndex};
@@ -59,6 +61,13 @@ pub enum TrainError {
     Env(#[from] UnknownEnv),
     #[error("{0}")]
     Run(String),
+    /// The run was asked to stop ([`StopHandle`]) and wrote a checkpoint.
+    #[error(
+        "stopped at update {step} of {steps} with a checkpoint: continue with \
+         `chunkql train --resume {}`",
+        dir.display()
+    )]
+    Stopped { dir: PathBuf, step: u64, steps: u64 },
 }
 
 /// The training loop's own state, stored in every checkpoint.
@@ -116,10 +125,12 @@ struct Run {
     index: ChunkIndex,
     agent: AnyAgent,
     sampler: NoiseSource,
+    stop: StopHandle,
 }
 
-/// Trains from scratch into `dir` (which must not hold a run yet).
-pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
+/// Trains from scratch into `dir` (which must not hold a run yet); `stop`
+/// ends it early with a checkpoint ([`TrainError::Stopped`]).
+pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
     if dir.join(CONFIG_FILE).exists() {
         return Err(TrainError::Run(format!(
@@ -133,11 +144,11 @@ pub fn train(cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
             dir.display()
         )));
     }
-    start(cfg, dir)
+    start(cfg, dir, stop)
 }
 
 /// Starts the run `cfg` from update 0 in `dir`.
-fn start(mut cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
+fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
     // A given dataset is saved as an absolute path, so that the run resumes
     // (and reruns from its config.toml) from any working directory.
     if !cfg.dataset.is_empty() {
@@ -231,12 +242,14 @@ fn start(mut cfg: TrainConfig, dir: &Path) -> Result<TrainSummary, TrainError> {
         index,
         agent,
         sampler,
+        stop: stop.clone(),
     }
     .go()
 }
 
-/// Continues the run in `dir` from its last checkpoint.
-pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
+/// Continues the run in `dir` from its last checkpoint; `stop` as for
+/// [`train`].
+pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
     if dir.is_file() {
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
         return Err(TrainError::Run(format!(
@@ -274,7 +287,7 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
         for log in [METRICS_FILE, EVAL_FILE] {
             log::truncate_after(&dir.join(log), 0).map_err(TrainError::Run)?;
         }
-        return start(cfg, dir);
+        return start(cfg, dir, stop);
     }
     let device = parse_device(&cfg.device)?;
     set_threads(cfg.threads);
@@ -343,6 +356,7 @@ pub fn resume(dir: &Path) -> Result<TrainSummary, TrainError> {
         index,
         agent,
         sampler,
+        stop: stop.clone(),
     }
     .go()
 }
@@ -442,7 +456,10 @@ impl Run {
                     .map_err(TrainError::Run)?;
                 final_eval = Some(report);
             }
-            if step % cfg.checkpoint_every == 0 || step == cfg.steps {
+            // Read once, so that a stop asked for from here on waits for
+            // the next update rather than skipping this one's checkpoint.
+            let stopping = step < cfg.steps && self.stop.is_stopped();
+            if step % cfg.checkpoint_every == 0 || step == cfg.steps || stopping {
                 metrics_log.flush().map_err(TrainError::Run)?;
                 eval_log.flush().map_err(TrainError::Run)?;
                 let state = LoopState {
@@ -453,6 +470,14 @@ impl Run {
                 };
                 let state = serde_json::to_value(state).expect("serialisable");
                 self.agent.save(&self.dir.join(CHECKPOINT_FILE), state)?;
+            }
+            if stopping {
+                progress.finish_and_clear();
+                return Err(TrainError::Stopped {
+                    dir: self.dir.clone(),
+                    step,
+                    steps: cfg.steps,
+                });
             }
         }
         progress.finish_and_clear();

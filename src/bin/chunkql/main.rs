@@ -6,6 +6,7 @@ mod train;
 
 use std::process::ExitCode;
 
+use chunkql::train::TrainError;
 use clap::{Parser, Subcommand};
 
 /// Offline reinforcement learning with action chunks.
@@ -50,9 +51,16 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<TrainError>() {
+            // Not a failure: the run did what Ctrl-C asked.
+            Some(stopped @ TrainError::Stopped { .. }) => {
+                eprintln!("{stopped}");
+                ExitCode::from(train::EXIT_STOPPED as u8)
+            }
+            _ => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

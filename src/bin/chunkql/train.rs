@@ -8,7 +8,7 @@ use clap::Args;
 use chunkql::agent::{Algorithm, AnyAgent, read_checkpoint_info};
 use chunkql::eval::{EvalConfig, evaluate, measure_reference};
 use chunkql::train::{
-    self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, TrainConfig, parse_device,
+    self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, StopHandle, TrainConfig, parse_device,
 };
 
 #[derive(Debug, Args)]
@@ -151,8 +151,12 @@ fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
+    let stop = StopHandle::new();
     let summary = match &args.resume {
-        Some(dir) => train::resume(dir)?,
+        Some(dir) => {
+            stop_on_ctrl_c(&stop)?;
+            train::resume(dir, &stop)?
+        }
         None => {
             let cfg = config_of(&args)?;
             if args.print_config {
@@ -160,7 +164,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 return Ok(());
             }
             let dir = args.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
-            train::train(cfg, &dir)?
+            stop_on_ctrl_c(&stop)?;
+            train::train(cfg, &dir, &stop)?
         }
     };
     let rate = if summary.steps_per_second > 0.0 {
@@ -183,6 +188,23 @@ pub fn train(args: TrainArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// The first Ctrl-C (SIGINT or SIGTERM) stops the run after its current
+/// update with a checkpoint; a second one quits at once.
+fn stop_on_ctrl_c(stop: &StopHandle) -> Result<()> {
+    let stop = stop.clone();
+    ctrlc::set_handler(move || {
+        if stop.is_stopped() {
+            std::process::exit(EXIT_STOPPED);
+        }
+        stop.stop();
+        eprintln!("\nstopping after this update with a checkpoint (Ctrl-C again quits at once)");
+    })
+    .context("cannot install the Ctrl-C handler")
+}
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_STOPPED: i32 = 130;
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let (checkpoint, run_cfg) = if args.run.is_dir() {
