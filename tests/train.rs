@@ -59,20 +59,25 @@ fn a_run_writes_its_files_and_evaluates() {
         .assert()
         .success()
         .stdout(predicate::str::contains("(step 40): pendulum: 3 episodes"));
-    // With the run's episode count and seed, eval repeats its last evaluation.
+    // With the run's episode count and seed, eval repeats its last
+    // evaluation to the digit (--json prints every number in full).
     let last = lines(&run.join("eval.jsonl")).pop().unwrap();
     let again = chunkql()
         .arg("eval")
         .arg(&run)
-        .args(["--episodes", "2"])
+        .args(["--episodes", "2", "--json"])
         .assert()
         .success()
         .get_output()
         .stdout
         .clone();
-    let again = String::from_utf8(again).unwrap();
-    let mean_return = format!("return {:.2} [", last["mean_return"].as_f64().unwrap());
-    assert!(again.contains(&mean_return), "{again} vs {last}");
+    let again: serde_json::Value = serde_json::from_slice(&again).unwrap();
+    assert_eq!(again["step"], 40);
+    assert_eq!(again["report"]["episodes"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        again["report"]["episode_return"]["mean"], last["mean_return"],
+        "{again} vs {last}"
+    );
     chunkql()
         .arg("eval")
         .arg(run.join("checkpoint.safetensors"))

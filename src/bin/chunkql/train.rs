@@ -78,6 +78,10 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Print the result as one JSON object (checkpoint, step, seed, execute
+    /// and the report with every episode) instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -251,7 +255,17 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             seed,
         },
     )?;
-    println!("{} (step {}): {report}", checkpoint.display(), agent.step());
+    if args.json {
+        let out = serde_json::json!({
+            "checkpoint": checkpoint.display().to_string(),
+            "step": agent.step(),
+            "seed": seed,
+            "report": report,
+        });
+        println!("{out}");
+    } else {
+        println!("{} (step {}): {report}", checkpoint.display(), agent.step());
+    }
     Ok(())
 }
 
