@@ -90,6 +90,8 @@ checks() {
   .gpu/bin/chunkql train --device cuda --steps 300 --out .gpu/run --set eval_every=0 || status=1
   # Back with the log: the summary and the curves (the device tool returns 8 files at most).
   cp .gpu/run/summary.json .gpu/run/curves.png "$out/" || status=1
+  echo "== chunkql eval --device cuda (replays the run's own evaluation episodes: same score expected)"
+  .gpu/bin/chunkql eval .gpu/run --device cuda || status=1
 
   echo "== update step on the GPU: chunkql, then PyTorch eager, configurations a c loop b"
   for c in a c loop b; do
