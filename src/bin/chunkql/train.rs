@@ -78,8 +78,8 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Print the result as one JSON object (checkpoint, step, seed, execute
-    /// and the report with every episode) instead of a line of text.
+    /// Print the result as one JSON object (checkpoint, step, seed and the
+    /// report: every episode, the intervals, execute) instead of a line.
     #[arg(long)]
     pub json: bool,
 }
