@@ -156,14 +156,36 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
             "{stderr}"
         );
     }
-    let resume_with_steps = |steps: u64| {
-        std::fs::write(
-            run.join("config.toml"),
-            saved.replace("\nsteps = 10\n", &format!("\nsteps = {steps}\n")),
-        )
-        .unwrap();
+    let resume_with = |steps: u64, dataset: &Path| {
+        let data = dir.path().join("pendulum.npz");
+        let edited = saved
+            .replace("\nsteps = 10\n", &format!("\nsteps = {steps}\n"))
+            .replace(&data.display().to_string(), &dataset.display().to_string());
+        std::fs::write(run.join("config.toml"), edited).unwrap();
         chunkql().args(["train", "--resume"]).arg(&run).assert()
     };
+    let resume_with_steps = |steps: u64| resume_with(steps, &dir.path().join("pendulum.npz"));
+    // Other data under the saved path's name is refused by its fingerprint;
+    // the same data moved elsewhere is fine (below).
+    let other = dir.path().join("other.npz");
+    chunkql()
+        .args([
+            "generate",
+            "pendulum",
+            "--episodes",
+            "5",
+            "--seed",
+            "1",
+            "--out",
+        ])
+        .arg(&other)
+        .assert()
+        .success();
+    resume_with(20, &other)
+        .failure()
+        .stderr(predicate::str::contains(
+            "other.npz is not the data the run started on (its fingerprint is",
+        ));
     resume_with_steps(5)
         .failure()
         .stderr(predicate::str::contains(
@@ -175,7 +197,10 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
         .stderr(predicate::str::contains(
             "steps = 30 runs past agent.lr_decay_steps = 20 with agent.lr_min = 0",
         ));
-    resume_with_steps(20)
+    let moved = dir.path().join("moved").join("pendulum.npz");
+    std::fs::create_dir(moved.parent().unwrap()).unwrap();
+    std::fs::rename(dir.path().join("pendulum.npz"), &moved).unwrap();
+    resume_with(20, &moved)
         .success()
         .stdout(predicate::str::contains("20 steps"));
     chunkql()

@@ -84,6 +84,11 @@ pub struct LoopState {
     /// since in anything that changes the run's numbers.
     #[serde(default)]
     pub config: Option<TrainConfig>,
+    /// [`crate::data::StepDataset::fingerprint`] of the run's data (absent
+    /// before 2026-12-02): a resume goes on only with the same data, found
+    /// at the saved path or wherever `dataset` now points.
+    #[serde(default)]
+    pub data_fingerprint: Option<String>,
 }
 
 /// What a finished run reports.
@@ -126,6 +131,8 @@ struct Run {
     agent: AnyAgent,
     sampler: NoiseSource,
     stop: StopHandle,
+    /// Of the run's data, saved with every checkpoint.
+    fingerprint: String,
 }
 
 /// Trains from scratch into `dir` (which must not hold a run yet); `stop`
@@ -172,6 +179,7 @@ fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
         ));
     }
     let data = Arc::new(load_dataset(&cfg, &say)?);
+    let fingerprint = data.fingerprint();
     let normalizer = normalizer_for(&cfg, &data, &say)?;
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
     let summary = index.summary();
@@ -243,6 +251,7 @@ fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
         agent,
         sampler,
         stop: stop.clone(),
+        fingerprint,
     }
     .go()
 }
@@ -308,13 +317,30 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             dir.join(CONFIG_FILE).display(),
             checkpoint.display(),
             changes.join(", "),
-            "steps, threads, device and the log, eval and checkpoint settings"
+            "steps, threads, device, the log, eval and checkpoint settings, and dataset (to the same data moved)"
         )))
     };
     if let Some(saved) = &state.config {
-        changed(resume_check::config_changes(saved, &cfg))?;
+        let mut changes = resume_check::config_changes(saved, &cfg);
+        if state.data_fingerprint.is_some() {
+            // Moved data is fine: the fingerprint below says if it is the same.
+            changes.retain(|c| !c.starts_with("dataset "));
+        }
+        changed(changes)?;
     }
     let data = Arc::new(load_dataset(&cfg, &|m| eprintln!("{m}"))?);
+    let fingerprint = data.fingerprint();
+    if let Some(saved) = state
+        .data_fingerprint
+        .as_ref()
+        .filter(|&f| *f != fingerprint)
+    {
+        return Err(TrainError::Run(format!(
+            "{} is not the data the run started on (its fingerprint is {fingerprint}, the \
+             checkpoint's {saved}): a run resumes only on its own data",
+            data.source()
+        )));
+    }
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
     let mut agent = AnyAgent::load(&checkpoint, device)?;
     changed(resume_check::agent_changes(
@@ -357,6 +383,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         agent,
         sampler,
         stop: stop.clone(),
+        fingerprint,
     }
     .go()
 }
@@ -467,6 +494,7 @@ impl Run {
                     env: cfg.env.clone(),
                     execute: cfg.execute,
                     config: Some(cfg.clone()),
+                    data_fingerprint: Some(self.fingerprint.clone()),
                 };
                 let state = serde_json::to_value(state).expect("serialisable");
                 self.agent.save(&self.dir.join(CHECKPOINT_FILE), state)?;

@@ -1,7 +1,8 @@
 //! A resumed run must continue the run its checkpoint was saved from: the
 //! run folder's `config.toml` may change only what does not touch the
 //! numbers (how long to train, where and on how many threads, how often to
-//! log, evaluate and checkpoint). Anything else edited there would be
+//! log, evaluate and checkpoint; where the data lies, when its fingerprint,
+//! checked by the resume, is the saved one). Anything else edited there would be
 //! silently ignored (the checkpoint's agent wins) or crash inside libtorch
 //! (a new H), so it is refused, naming the keys.
 
