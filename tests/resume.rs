@@ -195,7 +195,8 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
     resume_with_steps(30)
         .failure()
         .stderr(predicate::str::contains(
-            "steps = 30 runs past agent.lr_decay_steps = 20 with agent.lr_min = 0",
+            "steps = 30 runs past this run's learning-rate decay (agent.lr_decay_steps = 20, \
+             agent.lr_min = 0): its learning rates are 0 from update 20 on",
         ));
     let moved = dir.path().join("moved").join("pendulum.npz");
     std::fs::create_dir(moved.parent().unwrap()).unwrap();
@@ -289,4 +290,41 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
         lines(&run.join("eval.jsonl")),
         lines(&whole.join("eval.jsonl"))
     );
+}
+
+/// A second Ctrl-C quits at once, cleanly: exit code 130, no panic or crash
+/// from libtorch being torn down under the training thread.
+#[test]
+fn a_second_ctrl_c_quits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 100_000, 100_000);
+    for attempt in 0..6 {
+        let run = dir.path().join(format!("run{attempt}"));
+        // Networks of the default size: the main thread is inside libtorch
+        // for most of each update when the second signal comes.
+        let mut child = Process::new(binary())
+            .args(["train", "--config"])
+            .arg(&config)
+            .args(["--set", "agent.critic.hidden=[256, 256, 256]"])
+            .args(["--set", "agent.diffusion.net.hidden=[256, 256, 256]"])
+            .args(["--set", "threads=2"])
+            .arg("--out")
+            .arg(&run)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let metrics = run.join("metrics.jsonl");
+        wait_until(&mut child, || {
+            std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0)
+        });
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: signals to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        std::thread::sleep(Duration::from_millis(10 * attempt));
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(130), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

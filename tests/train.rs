@@ -65,7 +65,7 @@ fn a_run_writes_its_files_and_evaluates() {
     let again = chunkql()
         .arg("eval")
         .arg(&run)
-        .args(["--episodes", "2", "--json"])
+        .arg("--json")
         .assert()
         .success()
         .get_output()

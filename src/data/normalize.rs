@@ -25,7 +25,8 @@ pub struct Normalizer {
 
 impl Normalizer {
     /// Mean/std of the observations and min/max of the actions of `data`
-    /// (a dimension whose actions never vary gets the range [v - 1, v + 1]).
+    /// (a dimension whose actions never vary gets the range [v - d, v + d],
+    /// d = max(1, |v| / 1000), wide enough to survive float32 at any v).
     pub fn fit(data: &StepDataset) -> Self {
         let (o, a, n) = (data.obs_dim(), data.act_dim(), data.len() as f64);
         let mut sum = vec![0f64; o];
@@ -52,8 +53,9 @@ impl Normalizer {
         }
         for k in 0..a {
             if high[k] <= low[k] {
-                low[k] -= 1.0;
-                high[k] += 1.0;
+                let pad = 1f32.max(low[k].abs() * 1e-3);
+                low[k] -= pad;
+                high[k] += pad;
             }
         }
         Normalizer {
@@ -121,5 +123,21 @@ mod tests {
         assert_eq!(norm.obs_std, vec![1.0, MIN_STD]);
         assert_eq!(norm.action_low, vec![-0.5, 1.0]);
         assert_eq!(norm.action_high, vec![0.5, 3.0]);
+    }
+
+    #[test]
+    fn a_constant_large_action_still_gets_a_range_of_nonzero_width() {
+        // v +- 1 would round back to v in float32 at 1e8.
+        let columns = StepColumns {
+            observations: arr2(&[[0.0f32], [1.0]]).into_dyn(),
+            actions: arr2(&[[1e8f32], [1e8]]).into_dyn(),
+            rewards: Array1::<f32>::zeros(2).into_dyn(),
+            terminals: Array1::from_elem(2, false).into_dyn(),
+            timeouts: Array1::from_elem(2, false).into_dyn(),
+            next_observations: None,
+        };
+        let norm = Normalizer::fit(&StepDataset::new("<t>", columns).unwrap());
+        assert_eq!(norm.action_low, vec![1e8 - 1e5]);
+        assert_eq!(norm.action_high, vec![1e8 + 1e5]);
     }
 }

@@ -84,10 +84,13 @@ impl Appender {
         })
     }
 
+    /// Appends one row and writes it out at once (a row every `log_every`
+    /// updates: cheap, and whoever watches the file sees it).
     pub fn append<T: Serialize>(&mut self, row: &T) -> Result<(), String> {
         let line = serde_json::to_string(row).expect("rows serialise");
         writeln!(self.out, "{line}")
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        self.flush()
     }
 
     pub fn flush(&mut self) -> Result<(), String> {

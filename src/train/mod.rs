@@ -275,12 +275,15 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
     }
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
     let checkpoint = dir.join(CHECKPOINT_FILE);
-    if let Some(problem) = cfg.idle_updates() {
+    if cfg.idle_updates().is_some() {
+        let decay = cfg.agent.lr_decay_steps;
         return Err(TrainError::Run(format!(
-            "{}: {problem}. A run trains longer than it was started for only where its \
-             learning-rate schedule allows: start one you may extend with \
-             agent.lr_decay_steps set to the longest it may train, or agent.lr_min > 0",
-            dir.join(CONFIG_FILE).display()
+            "{}: steps = {} runs past this run's learning-rate decay (agent.lr_decay_steps = \
+             {decay}, agent.lr_min = 0): its learning rates are 0 from update {decay} on, so it \
+             cannot train longer than {decay} updates. A run that may be extended is started \
+             with agent.lr_decay_steps set to the longest it may train, or agent.lr_min > 0",
+            dir.join(CONFIG_FILE).display(),
+            cfg.steps
         )));
     }
     cfg.validate()?;
@@ -327,6 +330,15 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             changes.retain(|c| !c.starts_with("dataset "));
         }
         changed(changes)?;
+    }
+    let path = cfg.dataset_path();
+    if !cfg.dataset.is_empty() && !path.exists() {
+        return Err(TrainError::Run(format!(
+            "{}: no such file (the run's data, `dataset` in {}); if it moved, point `dataset` \
+             at its new place: a fingerprint check makes sure it is the same data",
+            path.display(),
+            dir.join(CONFIG_FILE).display()
+        )));
     }
     let data = Arc::new(load_dataset(&cfg, &|m| eprintln!("{m}"))?);
     let fingerprint = data.fingerprint();

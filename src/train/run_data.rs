@@ -13,9 +13,10 @@ pub fn load_dataset(cfg: &TrainConfig, say: &dyn Fn(&str)) -> Result<StepDataset
     let path = cfg.dataset_path();
     if cfg.dataset.is_empty() && !path.exists() {
         say(&format!(
-            "generating {} ({} episodes of {} {})",
+            "generating {} ({} episode{} of {} {})",
             path.display(),
             cfg.dataset_episodes,
+            if cfg.dataset_episodes == 1 { "" } else { "s" },
             cfg.env,
             cfg.level
         ));
@@ -62,7 +63,8 @@ pub(super) fn normalizer_for(
             .join(" ");
         say(&format!(
             "env = {NO_ENV}: no evaluation; observation width {}, action width {}, \
-             actions scaled from the data's range {range}",
+             actions scaled from the data's range {range} (widened where an action never \
+             varies)",
             data.obs_dim(),
             data.act_dim()
         ));

@@ -61,9 +61,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// A run folder or a checkpoint file.
     pub run: PathBuf,
-    /// Episodes to run.
-    #[arg(long, default_value_t = 10)]
-    pub episodes: usize,
+    /// Episodes to run (default: the run's eval_episodes, else 10).
+    #[arg(long)]
+    pub episodes: Option<usize>,
     /// Steps of each chunk executed before re-planning (default: the run's, or H).
     #[arg(long)]
     pub execute: Option<usize>,
@@ -199,10 +199,16 @@ fn stop_on_ctrl_c(stop: &StopHandle) -> Result<()> {
     let stop = stop.clone();
     ctrlc::set_handler(move || {
         if stop.is_stopped() {
-            std::process::exit(EXIT_STOPPED);
+            // At once, from this thread: `_exit` skips the exit handlers that
+            // would tear libtorch down under the main thread still using it.
+            // SAFETY: ends the process; nothing runs after it.
+            unsafe { libc::_exit(EXIT_STOPPED) };
         }
         stop.stop();
-        eprintln!("\nstopping after this update with a checkpoint (Ctrl-C again quits at once)");
+        eprintln!(
+            "\nstopping with a checkpoint once the update or evaluation in progress ends \
+             (Ctrl-C again quits at once)"
+        );
     })
     .context("cannot install the Ctrl-C handler")
 }
@@ -229,6 +235,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .or_else(|| run_cfg.as_ref().map(|c| c.env.clone()))
         .or_else(|| state.as_ref().map(|s| s.env.clone()))
         .context("this checkpoint does not record its environment; pass --env")?;
+    if env == NO_ENV && args.env.is_some() {
+        bail!("--env {NO_ENV}: there is no environment to evaluate in; name one");
+    }
     if env == NO_ENV {
         bail!(
             "{} was trained without an environment (env = {NO_ENV}); pass --env NAME, an \
@@ -236,21 +245,26 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             args.run.display()
         );
     }
-    let run_seed = run_cfg
+    // The run's config: its folder's, or the one saved in the checkpoint.
+    let run_cfg = run_cfg
         .as_ref()
-        .or_else(|| state.as_ref().and_then(|s| s.config.as_ref()))
-        .map_or(0, |c| c.seed);
+        .or_else(|| state.as_ref().and_then(|s| s.config.as_ref()));
+    let run_seed = run_cfg.map_or(0, |c| c.seed);
     let seed = args.seed.unwrap_or_else(|| train::eval_seed(run_seed));
     let execute = args
         .execute
         .or_else(|| state.as_ref().map(|s| s.execute).filter(|&e| e > 0));
     let agent = AnyAgent::load(&checkpoint, parse_device(&args.device)?)?;
-    check_episodes(args.episodes)?;
+    let episodes = args
+        .episodes
+        .or_else(|| run_cfg.map(|c| c.eval_episodes))
+        .unwrap_or(10);
+    check_episodes(episodes)?;
     let report = evaluate(
         &agent,
         &env,
         EvalConfig {
-            episodes: args.episodes,
+            episodes,
             execute,
             seed,
         },
