@@ -27,6 +27,32 @@ fn wait_until(child: &mut Child, ready: impl Fn() -> bool) {
     }
 }
 
+/// `chunkql train --config CONFIG EXTRA --out RUN` in the background (stderr
+/// captured), returned once its first metrics row is written.
+fn started_run(config: &Path, run: &Path, extra: &[&str]) -> Child {
+    let mut child = Process::new(binary())
+        .args(["train", "--config"])
+        .arg(config)
+        .args(extra)
+        .arg("--out")
+        .arg(run)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    wait_until(&mut child, || {
+        std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0)
+    });
+    child
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to `child`.
+fn interrupt(child: &Child) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+}
+
 /// Kills (SIGKILL) the run `child` once `ready` holds.
 fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
     wait_until(&mut child, ready);
@@ -248,21 +274,8 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
     train_into(&config, &whole);
 
     let run = dir.path().join("run");
-    let mut child = Process::new(binary())
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let metrics = run.join("metrics.jsonl");
-    wait_until(&mut child, || {
-        std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0)
-    });
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: sends a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let child = started_run(&config, &run, &[]);
+    interrupt(&child);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(130), "{stderr}");
@@ -302,26 +315,18 @@ fn a_second_ctrl_c_quits_at_once() {
         let run = dir.path().join(format!("run{attempt}"));
         // Networks of the default size: the main thread is inside libtorch
         // for most of each update when the second signal comes.
-        let mut child = Process::new(binary())
-            .args(["train", "--config"])
-            .arg(&config)
-            .args(["--set", "agent.critic.hidden=[256, 256, 256]"])
-            .args(["--set", "agent.diffusion.net.hidden=[256, 256, 256]"])
-            .args(["--set", "threads=2"])
-            .arg("--out")
-            .arg(&run)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let metrics = run.join("metrics.jsonl");
-        wait_until(&mut child, || {
-            std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0)
-        });
-        let pid = i32::try_from(child.id()).unwrap();
-        // SAFETY: signals to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let sets = [
+            "--set",
+            "agent.critic.hidden=[256, 256, 256]",
+            "--set",
+            "agent.diffusion.net.hidden=[256, 256, 256]",
+            "--set",
+            "threads=2",
+        ];
+        let child = started_run(&config, &run, &sets);
+        interrupt(&child);
         std::thread::sleep(Duration::from_millis(10 * attempt));
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        interrupt(&child);
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(output.status.code(), Some(130), "{stderr}");
