@@ -16,17 +16,23 @@ pub const MAX_SEED: u64 = i64::MAX as u64;
 pub const MAX_BATCH_SIZE: usize = 65_536;
 /// Largest `threads` (libtorch starts them all).
 pub const MAX_THREADS: usize = 1024;
-/// Largest `dataset_episodes` of generated data.
+/// Most episodes anything generates, evaluates or measures at once
+/// (`dataset_episodes`, and `--episodes` of generate, eval and reference):
+/// far below what would exhaust memory (100000 pendulum episodes are 20 M
+/// rows).
 pub const MAX_EPISODES: usize = 100_000;
 
-/// `cpu`, `cuda` or `cuda:N` (whether the device exists is checked when a
-/// run starts).
-fn is_device_name(name: &str) -> bool {
-    name == "cpu"
-        || name == "cuda"
-        || name
+/// `cpu` -> `Some(None)`, `cuda` / `cuda:N` -> `Some(Some(N))`, anything
+/// else `None` (whether the device exists is checked when a run starts).
+pub fn device_index(name: &str) -> Option<Option<usize>> {
+    match name {
+        "cpu" => Some(None),
+        "cuda" => Some(Some(0)),
+        other => other
             .strip_prefix("cuda:")
-            .is_some_and(|i| i.parse::<usize>().is_ok())
+            .and_then(|i| i.parse::<usize>().ok())
+            .map(Some),
+    }
 }
 
 /// `env` value of a run without an environment: it trains on a given
@@ -215,7 +221,7 @@ impl TrainConfig {
                 self.seed
             ));
         }
-        if !is_device_name(&self.device) {
+        if device_index(&self.device).is_none() {
             return invalid(format!(
                 "device: unknown device `{}` (use cpu, cuda or cuda:N)",
                 self.device

@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-pub use config::{ConfigError, MAX_SEED, NO_ENV, TrainConfig};
+pub use config::{ConfigError, MAX_EPISODES, MAX_SEED, NO_ENV, TrainConfig};
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
 pub use run_data::load_dataset;
@@ -108,17 +108,14 @@ pub struct TrainSummary {
 
 /// `cpu`, `cuda` or `cuda:N` -> a device that works here, or a clear error.
 pub fn parse_device(name: &str) -> Result<Device, TrainError> {
-    let index = match name {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|i| i.parse::<usize>().ok())
-            .ok_or_else(|| {
-                TrainError::Run(format!(
-                    "unknown device `{other}` (use cpu, cuda or cuda:N)"
-                ))
-            })?,
+    let index = match config::device_index(name) {
+        Some(None) => return Ok(Device::Cpu),
+        Some(Some(index)) => index,
+        None => {
+            return Err(TrainError::Run(format!(
+                "unknown device `{name}` (use cpu, cuda or cuda:N)"
+            )));
+        }
     };
     crate::device::cuda(index).map_err(TrainError::Run)
 }

@@ -128,10 +128,6 @@ pub fn run(command: DatasetCommand) -> Result<()> {
     }
 }
 
-/// The most episodes `generate` records: enough for any benchmark, and far
-/// below what would exhaust memory (100000 pendulum episodes are 20 M rows).
-const MAX_EPISODES: usize = 100_000;
-
 /// A recipe for the data `generate` writes, checked before anything runs.
 enum Source<'a> {
     Line(LineWalk),
@@ -139,12 +135,7 @@ enum Source<'a> {
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
-    if !(1..=MAX_EPISODES).contains(&args.episodes) {
-        bail!(
-            "--episodes must lie in 1..={MAX_EPISODES}, got {}",
-            args.episodes
-        );
-    }
+    crate::train::check_episodes(args.episodes)?;
     let source = match args.source.as_str() {
         "line" => {
             if args.level.is_some() {

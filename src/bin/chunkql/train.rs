@@ -298,11 +298,14 @@ pub fn reference(args: ReferenceArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--episodes` of eval and reference: 1 to 100000 (as for generate).
-fn check_episodes(episodes: usize) -> Result<()> {
-    const MAX: usize = 100_000;
-    if !(1..=MAX).contains(&episodes) {
-        bail!("--episodes must lie in 1..={MAX}, got {episodes}");
+/// `--episodes` of generate, eval and reference: 1 to
+/// [`train::MAX_EPISODES`].
+pub fn check_episodes(episodes: usize) -> Result<()> {
+    if !(1..=train::MAX_EPISODES).contains(&episodes) {
+        bail!(
+            "--episodes must lie in 1..={}, got {episodes}",
+            train::MAX_EPISODES
+        );
     }
     Ok(())
 }
