@@ -48,7 +48,8 @@ pub struct TrainConfig {
     /// [`NO_ENV`] to train on a given dataset without evaluation.
     pub env: String,
     /// Step data (.npz/.h5); empty: `data/<env>-<level>.npz`, generated if
-    /// missing.
+    /// missing. A relative path read from a config file is relative to that
+    /// file's folder ([`TrainConfig::from_file`]).
     pub dataset: String,
     /// Behaviour level of generated data.
     pub level: Level,
@@ -127,14 +128,24 @@ pub enum ConfigError {
 }
 
 impl TrainConfig {
-    /// Reads a TOML config (missing fields take their defaults).
+    /// Reads a TOML config (missing fields take their defaults). A relative
+    /// `dataset` is taken relative to the file's folder, as paths in Cargo
+    /// manifests are: a config names its data the same way from any working
+    /// directory (and a run folder's `config.toml` edited to a relative path
+    /// points inside or beside the run).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::File { file, message })
+        let mut cfg =
+            Self::from_toml(&text).map_err(|message| ConfigError::File { file, message })?;
+        let relative = !cfg.dataset.is_empty() && Path::new(&cfg.dataset).is_relative();
+        if let Some(folder) = path.parent().filter(|_| relative) {
+            cfg.dataset = folder.join(&cfg.dataset).display().to_string();
+        }
+        Ok(cfg)
     }
 
     fn from_toml(text: &str) -> Result<Self, String> {

@@ -317,7 +317,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             dir.join(CONFIG_FILE).display(),
             checkpoint.display(),
             changes.join(", "),
-            "steps, threads, device, the log, eval and checkpoint settings, and dataset (to the same data moved)"
+            "steps, threads, device, the log, eval (eval_every, eval_episodes, execute) and checkpoint settings, and dataset (to the same data moved)"
         )))
     };
     if let Some(saved) = &state.config {

@@ -14,13 +14,16 @@ use crate::agent::AnyAgent;
 use crate::chunk::ChunkDims;
 
 /// Top-level keys a resume may change.
-const MAY_CHANGE: [&str; 7] = [
+/// Evaluation draws from its own seed ([`super::eval_seed`]), so its
+/// settings leave the training numbers alone.
+const MAY_CHANGE: [&str; 8] = [
     "steps",
     "threads",
     "device",
     "log_every",
     "eval_every",
     "eval_episodes",
+    "execute",
     "checkpoint_every",
 ];
 
@@ -119,6 +122,7 @@ mod tests {
             "log_every=7",
             "eval_every=0",
             "eval_episodes=3",
+            "execute=2",
             "checkpoint_every=5",
         ]);
         assert_eq!(config_changes(&saved, &harmless), Vec::<String>::new());

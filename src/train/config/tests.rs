@@ -252,6 +252,25 @@ fn toml_errors_name_the_line_the_column_and_the_key() {
 }
 
 #[test]
+fn a_relative_dataset_in_a_config_file_is_relative_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    std::fs::create_dir(&configs).unwrap();
+    let read = |dataset: &str| {
+        let path = configs.join("run.toml");
+        std::fs::write(&path, format!("dataset = {dataset:?}\n")).unwrap();
+        TrainConfig::from_file(&path).unwrap().dataset
+    };
+    let beside = configs.join("../data/walk.npz").display().to_string();
+    assert_eq!(read("../data/walk.npz"), beside);
+    assert_eq!(read("walk.npz"), configs.join("walk.npz").display().to_string());
+    // Absolute paths and the empty default (generated data) stay as written.
+    let absolute = dir.path().join("walk.npz").display().to_string();
+    assert_eq!(read(&absolute), absolute);
+    assert_eq!(read(""), "");
+}
+
+#[test]
 fn more_workers_than_batch_rows_are_rejected() {
     let with = |workers: usize, batch_size: usize| {
         TrainConfig {
