@@ -18,6 +18,7 @@ const P_RIGHT: f64 = 0.7;
 const TIME_LIMIT: usize = 6;
 const GAMMA: f64 = 0.9;
 const H: usize = 2;
+const UPDATES: u64 = 2500;
 
 fn step(s: usize, a: f32) -> (usize, f64, bool) {
     let next = if a > 0.0 {
@@ -101,8 +102,13 @@ fn chunk_value(s: usize, chunk: &[f32], v: &[f64; CELLS]) -> f64 {
 }
 
 /// Chunks to bootstrap from. SMDP: the chunk the data starts at t + tau
-/// (every row is a start, at position t), or a fresh behaviour-policy chunk
-/// past the end of an episode. One-step: what a naive agent does, a fresh
+/// (every row is a start, at position t) or a fresh behaviour-policy chunk
+/// past the end of an episode. A chunk cut short by the time limit has its
+/// padding (a repeat of its last action, which the behaviour policy would
+/// not do) replaced by fresh behaviour actions; one cut by the goal keeps
+/// it, since its value does not depend on actions after the goal, and
+/// the critic never sees a chunk that reaches the goal with actions after
+/// it (the data's all have them masked). One-step: what a naive agent does, a fresh
 /// chunk a' ~ pi(s_{t+1}) (the data's chunk at t+1 would still carry the
 /// first chunk's commitment to a_{t+1}, which no agent's policy sample does).
 fn next_chunks(
@@ -117,7 +123,13 @@ fn next_chunks(
         let t = batch.start_index[i] as usize;
         let next = t + batch.effective_length[i] as usize;
         if !one_step && next <= ends[t] {
-            out.extend(index.gather(&[next]).actions);
+            let chunk = index.gather(&[next]);
+            let real = match chunk.chunk_done[0] > 0.0 {
+                true => H,
+                false => chunk.effective_length[0] as usize,
+            };
+            out.extend(&chunk.actions[..real]);
+            out.extend((real..H).map(|_| behaviour(rng)));
         } else {
             out.extend((0..H).map(|_| behaviour(rng)));
         }
@@ -139,7 +151,7 @@ fn evaluation_error(target: TargetKind) -> (f64, f64) {
     let mut cfg = small_config(64);
     cfg.critic_lr = 1e-3;
     cfg.tau = 0.02;
-    cfg.lr_decay_steps = 1500;
+    cfg.lr_decay_steps = UPDATES;
     cfg.target = target;
     // The plain MLP critic fits these values most precisely; with the default
     // LayerNorm the SMDP error is mean 0.017 / max 0.089 (one-step: 0.100 /
@@ -151,7 +163,7 @@ fn evaluation_error(target: TargetKind) -> (f64, f64) {
         DiffusionQl::new(cfg, dims, Normalizer::identity(CELLS, 1), Device::Cpu, 0).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut batch = index.empty_batch(256).with_one_step();
-    for _ in 0..1500 {
+    for _ in 0..UPDATES {
         index.sample_into(&mut batch, &mut rng);
         let next = next_chunks(
             &index,
