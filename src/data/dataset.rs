@@ -555,11 +555,38 @@ mod tests {
     }
 
     #[test]
-    fn next_observations_must_match_observation_width() {
+    fn bad_next_observations_name_the_file_the_key_and_the_fault() {
         let mut c = columns(4);
         c.next_observations = Some(Array2::<f32>::zeros((4, 2)).into_dyn());
         let err = StepDataset::new("x.npz", c).unwrap_err();
-        assert!(err.to_string().contains("next_observations"), "{err}");
+        assert!(matches!(err, DataError::WrongShape { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `next_observations` has shape [4, 2], expected [N, 3] like observations"
+        );
+        let mut c = columns(4);
+        c.next_observations = Some(Array2::<f32>::zeros((3, 3)).into_dyn());
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `next_observations` has 3 rows but `observations` has 4"
+        );
+        let mut c = columns(4);
+        c.next_observations = Some(Array1::<f32>::zeros(4).into_dyn());
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `next_observations` has shape [4], expected [N, O]"
+        );
+        let mut c = columns(4);
+        let mut next = Array2::<f32>::zeros((4, 3));
+        next[[3, 0]] = f32::NEG_INFINITY;
+        c.next_observations = Some(next.into_dyn());
+        let err = StepDataset::new("x.npz", c).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.npz: key `next_observations` row 3: non-finite value -inf"
+        );
     }
 
     #[test]

@@ -106,6 +106,116 @@ mod tests {
     use super::*;
     use crate::data::StepColumns;
     use ndarray::{Array1, Array2, arr2};
+    use proptest::prelude::*;
+
+    fn dataset(observations: Array2<f32>, actions: Array2<f32>) -> StepDataset {
+        let n = observations.nrows();
+        let columns = StepColumns {
+            observations: observations.into_dyn(),
+            actions: actions.into_dyn(),
+            rewards: Array1::<f32>::zeros(n).into_dyn(),
+            terminals: Array1::from_elem(n, false).into_dyn(),
+            timeouts: Array1::from_elem(n, false).into_dyn(),
+            next_observations: None,
+        };
+        StepDataset::new("<t>", columns).unwrap()
+    }
+
+    #[test]
+    fn fit_uses_the_population_std_with_min_std_as_a_floor() {
+        // dim 0: [0, 3, 6]: mean 3, var (9 + 0 + 9) / 3 = 6 -> std sqrt(6) = 2.4494897
+        //        (the sample std, /(n-1), would be 3);
+        // dim 1: [1, 1.0003, 1.0006]: var (9e-8 + 0 + 9e-8) / 3 = 6e-8,
+        //        std 2.45e-4 < MIN_STD -> 1e-3 (std + MIN_STD would be 1.245e-3);
+        // dim 2: [-1, -1, 2]: mean 0, var (1 + 1 + 4) / 3 = 2 -> std sqrt(2) = 1.4142136.
+        // actions: dim 0 [0.5, 0.25, 1] -> [0.25, 1];
+        //          dim 1 constant -3 -> pad max(1, 3/1000) = 1 -> [-4, -2].
+        let norm = Normalizer::fit(&dataset(
+            arr2(&[[0.0f32, 1.0, -1.0], [3.0, 1.0003, -1.0], [6.0, 1.0006, 2.0]]),
+            arr2(&[[0.5f32, -3.0], [0.25, -3.0], [1.0, -3.0]]),
+        ));
+        let want_mean = [3.0f32, 1.0003, 0.0];
+        let want_std = [6f32.sqrt(), MIN_STD, 2f32.sqrt()];
+        for k in 0..3 {
+            assert!((norm.obs_mean[k] - want_mean[k]).abs() < 1e-6, "{norm:?}");
+            assert!((norm.obs_std[k] - want_std[k]).abs() < 1e-6, "{norm:?}");
+        }
+        assert_eq!(norm.action_low, vec![0.25, -4.0]);
+        assert_eq!(norm.action_high, vec![1.0, -2.0]);
+        assert_eq!((norm.obs_dim(), norm.act_dim()), (3, 2));
+    }
+
+    #[test]
+    fn identity_and_known_bounds() {
+        let id = Normalizer::identity(2, 1);
+        assert_eq!(
+            (id.obs_mean, id.obs_std, id.action_low, id.action_high),
+            (vec![0.0, 0.0], vec![1.0, 1.0], vec![-1.0], vec![1.0])
+        );
+        let fitted = Normalizer::fit(&dataset(arr2(&[[0.0f32], [2.0]]), arr2(&[[0.1f32], [0.2]])));
+        let bounded = fitted.clone().with_action_bounds(vec![-3.0], vec![5.0]);
+        assert_eq!(
+            (bounded.action_low, bounded.action_high),
+            (vec![-3.0], vec![5.0])
+        );
+        assert_eq!(
+            (bounded.obs_mean, bounded.obs_std),
+            (fitted.obs_mean, fitted.obs_std)
+        );
+    }
+
+    /// `n` rows of `o` observation columns, each `offset + spread * u` with
+    /// u in [-1, 1] and spread 0 (constant), 1e-5 (below MIN_STD) or
+    /// 0.01..10; actions on a quarter grid (ties and constant columns).
+    fn random_data() -> impl Strategy<Value = (Array2<f32>, Array2<f32>)> {
+        (1usize..12, 1usize..4, 1usize..3).prop_flat_map(|(n, o, a)| {
+            let spread = prop_oneof![Just(0.0f32), Just(1e-5f32), 0.01f32..10.0];
+            (
+                prop::collection::vec((-100f32..100.0, spread), o),
+                prop::collection::vec(-1f32..=1.0, n * o),
+                prop::collection::vec((-8i32..8).prop_map(|k| k as f32 * 0.25), n * a),
+            )
+                .prop_map(move |(columns, u, actions)| {
+                    let obs = Array2::from_shape_fn((n, o), |(r, c)| {
+                        columns[c].0 + columns[c].1 * u[r * o + c]
+                    });
+                    (obs, Array2::from_shape_vec((n, a), actions).unwrap())
+                })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fit_matches_a_two_pass_f64_computation((obs, actions) in random_data()) {
+            let norm = Normalizer::fit(&dataset(obs.clone(), actions.clone()));
+            let n = obs.nrows() as f64;
+            for (k, column) in obs.columns().into_iter().enumerate() {
+                let mean = column.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+                let var = column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+                let std = var.sqrt().max(f64::from(MIN_STD));
+                let (got_mean, got_std) = (f64::from(norm.obs_mean[k]), f64::from(norm.obs_std[k]));
+                prop_assert!((got_mean - mean).abs() <= 1e-6 * (1.0 + mean.abs()), "mean {} vs {}", got_mean, mean);
+                // fit sums x and x^2 in one pass: the variance loses about
+                // n eps mean^2 (eps = 1.1e-16) to cancellation, the std that
+                // over 2 std; float32 rounding adds 6e-8 std.
+                let cancellation = 1e-14 * (1.0 + mean * mean) / std;
+                prop_assert!((got_std - std).abs() <= 1e-6 * std + cancellation, "std {} vs {}", got_std, std);
+                prop_assert!(norm.obs_std[k] >= MIN_STD);
+            }
+            for (k, column) in actions.columns().into_iter().enumerate() {
+                let low = column.iter().copied().fold(f32::INFINITY, f32::min);
+                let high = column.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if low < high {
+                    prop_assert_eq!((norm.action_low[k], norm.action_high[k]), (low, high));
+                } else {
+                    // Constant v (|v| <= 2 here): [v - 1, v + 1].
+                    prop_assert_eq!((norm.action_low[k], norm.action_high[k]), (low - 1.0, high + 1.0));
+                }
+            }
+        }
+    }
 
     #[test]
     fn fit_gives_mean_std_and_action_range() {

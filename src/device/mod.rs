@@ -35,9 +35,11 @@ pub fn cuda(index: usize) -> Result<Device, String> {
     }
     let count = tch::Cuda::device_count() as usize;
     if index >= count {
-        return Err(format!(
-            "cuda:{index} was asked for but there are {count} CUDA devices"
-        ));
+        let devices = match count {
+            1 => "is 1 CUDA device (cuda:0)".to_string(),
+            n => format!("are {n} CUDA devices"),
+        };
+        return Err(format!("cuda:{index} was asked for but there {devices}"));
     }
     Ok(Device::Cuda(index))
 }
@@ -58,6 +60,149 @@ fn with_cause(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::{CStr, OsString};
+    use std::process::Command;
+
+    /// The advice after a failed load: `cuda` and `parse_device` give
+    /// "CUDA was asked for but libtorch_cuda cannot be loaded (dlopen
+    /// failed: <the loader's words>)" and then this.
+    const INSTALL_ADVICE: &str =
+        "; install the CUDA build with `scripts/setup.sh --cuda` (see docs/scaling.md)";
+
+    /// Set in the child process: the folder of a broken `libtorch_cuda.so`,
+    /// or "as-is" to leave the loader alone.
+    const CHILD_MODE: &str = "CHUNKQL_TEST_CUDA_CHILD";
+
+    /// Runs `child_asks_for_cuda` in a fresh process of this test binary
+    /// (libtorch_cuda, once loaded, stays loaded: that must not reach the
+    /// other tests), with `mode` and the library search path `ld_path`
+    /// first; panics with its output unless it passed.
+    fn run_child(mode: &OsString, ld_path: Option<&std::path::Path>) {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", "device::tests::child_asks_for_cuda", "--ignored"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD_MODE, mode);
+        if let Some(dir) = ld_path {
+            let mut path = OsString::from(dir);
+            if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+                path.push(":");
+                path.push(old);
+            }
+            command.env("LD_LIBRARY_PATH", path);
+        }
+        let output = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && text.contains("1 passed"),
+            "{text}"
+        );
+    }
+
+    /// What `dlopen("libtorch_cuda.so")` says here, asked directly of the C
+    /// library: `Err(dlerror())` or `Ok` (the library stays loaded).
+    fn dlopen_libtorch_cuda() -> Result<(), String> {
+        // SAFETY: a NUL-terminated name; loading runs libtorch_cuda's
+        // initialisers, as `cuda` itself would.
+        let handle = unsafe {
+            libc::dlopen(
+                c"libtorch_cuda.so".as_ptr(),
+                libc::RTLD_LAZY | libc::RTLD_LOCAL,
+            )
+        };
+        if handle.is_null() {
+            // SAFETY: dlopen failed, so dlerror returns its message.
+            Err(unsafe { CStr::from_ptr(libc::dlerror()) }
+                .to_string_lossy()
+                .into_owned())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The child of the two tests below; does nothing in an ordinary run.
+    #[test]
+    #[ignore = "run by a_libtorch_cuda_that_cannot_be_loaded_is_a_clear_error and \
+                asking_for_cuda_here_gives_a_gpu_or_a_clear_error"]
+    fn child_asks_for_cuda() {
+        let Some(mode) = std::env::var_os(CHILD_MODE) else {
+            return;
+        };
+        let ask = |name: &str| crate::train::parse_device(name).map_err(|e| e.to_string());
+        if mode != "as-is" {
+            // A broken libtorch_cuda.so comes first on the search path: the
+            // loader's words name it ("<dir>/libtorch_cuda.so: file too short").
+            let expected = format!(
+                "CUDA was asked for but libtorch_cuda cannot be loaded (dlopen failed: \
+                 {}/libtorch_cuda.so: file too short){INSTALL_ADVICE}",
+                mode.to_string_lossy()
+            );
+            assert_eq!(ask("cuda"), Err(expected.clone()));
+            assert_eq!(ask("cuda:1"), Err(expected.clone()));
+            assert_eq!(cuda(0), Err(expected.clone()));
+            assert_eq!(cuda(1), Err(expected));
+            assert!(!tch::Cuda::is_available());
+            return;
+        }
+        // As installed: on the CPU-only set-up (torch without its CUDA
+        // packages) the load fails with the loader's words; with the CUDA
+        // packages but no GPU (or no driver) it loads and finds no device;
+        // on a GPU machine cuda:0 works and cuda:1 needs two GPUs.
+        let loaded = dlopen_libtorch_cuda();
+        let (first, second) = (ask("cuda"), ask("cuda:1"));
+        match loaded {
+            Err(loader) => {
+                eprintln!("libtorch_cuda.so does not load here: {loader}");
+                let expected = format!(
+                    "CUDA was asked for but libtorch_cuda cannot be loaded \
+                     (dlopen failed: {loader}){INSTALL_ADVICE}"
+                );
+                assert_eq!(first, Err(expected.clone()));
+                assert_eq!(second, Err(expected));
+            }
+            Ok(()) if !tch::Cuda::is_available() => {
+                eprintln!("libtorch_cuda.so loads here; no CUDA device");
+                let expected = "CUDA was asked for but no CUDA device is available".to_string();
+                assert_eq!(first, Err(expected.clone()));
+                assert_eq!(second, Err(expected));
+            }
+            Ok(()) => {
+                // A GPU machine: CUDA is available once libtorch_cuda is loaded.
+                let count = tch::Cuda::device_count();
+                eprintln!("libtorch_cuda.so loads here; {count} CUDA devices");
+                assert_eq!(first, Ok(Device::Cuda(0)));
+                if count >= 2 {
+                    assert_eq!(second, Ok(Device::Cuda(1)));
+                } else {
+                    // One device (count < 2 once cuda:0 worked).
+                    assert_eq!(
+                        second,
+                        Err("cuda:1 was asked for but there is 1 CUDA device (cuda:0)".into())
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_libtorch_cuda_that_cannot_be_loaded_is_a_clear_error() {
+        // An empty libtorch_cuda.so on LD_LIBRARY_PATH (searched before the
+        // binary's RUNPATH) fails to load on every machine, GPU or not, as
+        // the real one does where the CUDA packages are missing.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("libtorch_cuda.so"), b"").unwrap();
+        run_child(&dir.path().as_os_str().to_owned(), Some(dir.path()));
+    }
+
+    #[test]
+    fn asking_for_cuda_here_gives_a_gpu_or_a_clear_error() {
+        run_child(&OsString::from("as-is"), None);
+    }
 
     #[test]
     fn a_load_error_names_what_the_loader_said() {

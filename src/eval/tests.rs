@@ -167,8 +167,28 @@ fn episodes_that_end_early_stop_and_the_rest_go_on() {
             "episode {k}"
         );
     }
+    // The six lengths, 1 + SplitMix64(3, k) % 4 for k = 0..6 (worked out
+    // outside this crate): 1, 4, 1, 4, 3, 2; returns 10 * L (L - 1) / 2.
     let returns: Vec<f64> = report.episodes.iter().map(|e| e.episode_return).collect();
-    assert_eq!(report.episode_return, mean_ci(&returns));
+    assert_eq!(returns, vec![0.0, 60.0, 0.0, 60.0, 30.0, 10.0]);
+    // n = 6, sum 160 -> mean 80/3 = 26.6667.
+    // Deviations -80/3, 100/3, -80/3, 100/3, 10/3, -50/3; squares sum
+    //   (6400 + 10000 + 6400 + 10000 + 100 + 2500) / 9 = 35400/9 = 3933.33
+    //   (check: sum r^2 - n mean^2 = 8200 - 6 * 6400/9 = 3933.33).
+    // s^2 = 3933.33 / 5 = 786.667; se = sqrt(786.667 / 6) = sqrt(131.111)
+    //   = 11.45038; t_{5, 0.975} = 2.571 -> half width 29.43892,
+    //   low 26.66667 - 29.43892 = -2.77225.
+    let ci = report.episode_return;
+    assert_eq!(ci.n, 6);
+    assert!((ci.mean - 80.0 / 3.0).abs() < 1e-12, "{ci:?}");
+    assert!((ci.half_width() - 29.43892).abs() < 1e-4, "{ci:?}");
+    assert!((ci.low + 2.77225).abs() < 1e-4, "{ci:?}");
+    // No action reaches 40 (the largest is 10 * 3): 0 successes of 6.
+    // Wilson at p = 0: low 0, high = (z^2/n) / (1 + z^2/n)
+    //   = (3.8416 / 6) / (1 + 0.640267) = 0.640267 / 1.640267 = 0.390343.
+    let success = report.success_rate.unwrap();
+    assert_eq!((success.mean, success.low, success.n), (0.0, 0.0, 6));
+    assert!((success.high - 0.390343).abs() < 1e-6, "{success:?}");
 }
 
 #[test]
