@@ -206,7 +206,10 @@ impl ConsistencyPolicy {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::policy::test_nets::KnownNet;
 
     #[test]
     fn karras_levels_match_cpql_table() {
@@ -348,6 +351,122 @@ mod tests {
                 (got - want).abs() <= 1e-4 * want.abs().max(1.0),
                 "{loss:?}: {got} vs {want}"
             );
+        }
+    }
+
+    fn rel_close(got: f64, want: f64, tol: f64) -> bool {
+        (got - want).abs() <= tol * want.abs()
+    }
+
+    proptest! {
+        /// Karras et al. 2022 eq. 5: sigma_i^(1/rho) runs in N - 1 equal
+        /// steps from sigma_max^(1/rho) down to sigma_min^(1/rho), so the
+        /// levels start at sigma_max, end at sigma_min and strictly decrease.
+        #[test]
+        fn karras_sigmas_run_strictly_down_from_sigma_max_to_sigma_min(
+            scales in 2usize..=200,
+            sigma_min in 1e-4f64..1.0,
+            ratio in 1.5f64..1e5,
+            rho in 1.0f64..10.0,
+        ) {
+            let sigma_max = sigma_min * ratio;
+            let s = karras_sigmas(scales, sigma_min, sigma_max, rho);
+            prop_assert_eq!(s.len(), scales);
+            prop_assert!(rel_close(s[0], sigma_max, 1e-12), "{} vs {}", s[0], sigma_max);
+            prop_assert!(rel_close(s[scales - 1], sigma_min, 1e-9), "{} vs {}", s[scales - 1], sigma_min);
+            for (i, pair) in s.windows(2).enumerate() {
+                prop_assert!(pair[0] > pair[1], "not decreasing at {}: {:?}", i, pair);
+            }
+            let step = (sigma_max.powf(1.0 / rho) - sigma_min.powf(1.0 / rho)) / (scales - 1) as f64;
+            for pair in s.windows(2) {
+                let gap = pair[0].powf(1.0 / rho) - pair[1].powf(1.0 / rho);
+                prop_assert!(rel_close(gap, step, 1e-8), "{} vs {}", gap, step);
+            }
+        }
+
+        /// The boundary-condition scalings of Song et al. 2023 (Consistency
+        /// Models, appendix C), with t the noise level and eps = sigma_min:
+        /// c_skip(t) = sd^2 / ((t - eps)^2 + sd^2),
+        /// c_out(t) = sd (t - eps) / sqrt(sd^2 + t^2), and EDM's
+        /// c_in(t) = 1 / sqrt(t^2 + sd^2); c_skip(eps) = 1 and c_out(eps) = 0
+        /// make D(x, eps) = x. With eps = 0 they are EDM's scalings (Karras
+        /// et al. 2022, table 1), whose training target has unit variance:
+        /// c_skip^2 t^2 + (1 - c_skip)^2 sd^2 = c_out^2.
+        #[test]
+        fn scalings_match_song_et_al_2023(
+            sigma_data in 0.01f64..10.0,
+            sigma_min in 1e-4f64..1.0,
+            above in 0.0f64..100.0,
+        ) {
+            let t = sigma_min + above;
+            let (c_skip, c_out, c_in) = scalings(t, sigma_min, sigma_data);
+            let sd2 = sigma_data.powi(2);
+            let want_skip = sd2 / ((t - sigma_min).powi(2) + sd2);
+            let want_out = sigma_data * (t - sigma_min) / (sd2 + t.powi(2)).sqrt();
+            let want_in = 1.0 / (t.powi(2) + sd2).sqrt();
+            prop_assert!(rel_close(c_skip, want_skip, 1e-12), "c_skip {} vs {}", c_skip, want_skip);
+            prop_assert!(rel_close(c_out, want_out, 1e-12), "c_out {} vs {}", c_out, want_out);
+            prop_assert!(rel_close(c_in, want_in, 1e-12), "c_in {} vs {}", c_in, want_in);
+            prop_assert!(c_skip > 0.0 && c_skip <= 1.0 && c_out >= 0.0);
+
+            let (skip_at_min, out_at_min, _) = scalings(sigma_min, sigma_min, sigma_data);
+            prop_assert_eq!((skip_at_min, out_at_min), (1.0, 0.0));
+
+            let (skip, out, c_in) = scalings(t, 0.0, sigma_data);
+            let variance = skip.powi(2) * t.powi(2) + (1.0 - skip).powi(2) * sd2;
+            prop_assert!(rel_close(variance, out.powi(2), 1e-12), "{} vs {}", variance, out.powi(2));
+            prop_assert!(rel_close(c_in.powi(2) * (t.powi(2) + sd2), 1.0, 1e-12));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// The policy computes its scalings on the device, apart from
+        /// `scalings`: with a net of known output F (`KnownNet`, no time
+        /// term), D(x, s) = c_skip x + c_out F(c_in x) must equal the f64
+        /// value from `scalings` at any level in [sigma_min, sigma_max].
+        #[test]
+        fn denoise_applies_the_scalings_to_a_known_net(
+            seed in any::<u64>(),
+            sigma_data in 0.05f64..5.0,
+            position in 0.0f64..1.0,
+            k in -1.0f64..1.0,
+            u in -0.5f64..0.5,
+            bias in proptest::collection::vec(-0.5f64..0.5, 4),
+        ) {
+            let dims = ChunkDims { obs_dim: 3, act_dim: 2, horizon: 2, obs_horizon: 1 };
+            let cfg = ConsistencyConfig {
+                sigma_data,
+                net: DenoiserConfig { hidden: vec![], time_dim: 8, ..DenoiserConfig::default() },
+                ..ConsistencyConfig::default()
+            };
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let policy = ConsistencyPolicy::new(&vs.root(), dims, &cfg);
+            let net = KnownNet { k, w_t: 0.0, u, bias };
+            net.install(&vs, "net", 8, 3);
+            // Log-uniform between the ends, as float32 holds it.
+            let sigma = (cfg.sigma_min * (cfg.sigma_max / cfg.sigma_min).powf(position)) as f32 as f64;
+            let mut noise = NoiseSource::new(seed, tch::Device::Cpu);
+            let x = noise.normal(&[4, 2, 2]) * sigma;
+            let obs = noise.normal(&[4, 3]);
+            let got = tch::no_grad(|| policy.denoise(&x, &policy.full(4, sigma, tch::Device::Cpu), &obs));
+            let host = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+            let (got, x, obs) = (host(&got), host(&x), host(&obs));
+            let (c_skip, c_out, c_in) = scalings(sigma, cfg.sigma_min, sigma_data);
+            for r in 0..4 {
+                let row = &x[r * 4..(r + 1) * 4];
+                let scaled: Vec<f64> = row.iter().map(|v| c_in * v).collect();
+                let f = net.output(&scaled, 0.0, &obs[r * 3..(r + 1) * 3]);
+                for j in 0..4 {
+                    let want = c_skip * row[j] + c_out * f[j];
+                    let got = got[r * 4 + j];
+                    prop_assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + row[j].abs()),
+                        "sigma {}: {} vs {}", sigma, got, want
+                    );
+                }
+            }
         }
     }
 }

@@ -5,6 +5,8 @@
 mod consistency;
 mod denoiser;
 mod diffusion;
+#[cfg(test)]
+mod test_nets;
 
 pub use consistency::{
     ConsistencyConfig, ConsistencyLoss, ConsistencyPolicy, karras_sigmas, scalings,
