@@ -7,9 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::*;
-use crate::agent::{
-    AgentError, ChunkAgent, ChunkPolicy, Cpql, DiffusionQl, cosine_lr, read_checkpoint_info,
-};
+use crate::agent::{AgentError, ChunkAgent, ChunkPolicy, Cpql, DiffusionQl, read_checkpoint_info};
 use crate::chunk::ChunkBatch;
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
@@ -190,17 +188,26 @@ fn every_tensor_on_the_device<P: ChunkPolicy>(device: Device) {
 
 /// Metrics report the learning rate each update used: the configured rate
 /// first, then the cosine decay, and above `lr_min` up to the last update.
+/// By hand, lr_min = 0 and T = 4: update k uses lr (1 + cos(pi k / 4)) / 2,
+/// i.e. lr times 1, (2 + sqrt 2) / 4 = 0.853553, 1/2, (2 - sqrt 2) / 4 = 0.146447.
 #[test]
 fn metrics_report_the_learning_rate_of_each_update() {
+    use std::f64::consts::SQRT_2;
     let (mut agent, index) = setup::<DiffusionPolicy>(NetKind::Mlp);
     agent.config.lr_decay_steps = 4;
+    assert_eq!(agent.config.lr_min, 0.0);
     let lr = agent.config.actor_lr;
     let used: Vec<f64> = batches(&index, 4, 1)
         .iter()
         .map(|b| agent.update(b).actor_lr)
         .collect();
-    let expected: Vec<f64> = (0..4).map(|k| cosine_lr(lr, 0.0, k, 4)).collect();
-    assert_eq!(used, expected);
+    let expected = [1.0, (2.0 + SQRT_2) / 4.0, 0.5, (2.0 - SQRT_2) / 4.0].map(|f| lr * f);
+    for (k, (u, e)) in used.iter().zip(expected).enumerate() {
+        assert!(
+            (u - e).abs() <= 1e-12 * lr,
+            "update {k}: {used:?} vs {expected:?}"
+        );
+    }
     assert_eq!(used[0], lr);
     assert!(used[3] > 0.0, "the last update still trains: {used:?}");
 }

@@ -6,12 +6,14 @@ mod bimodal;
 mod checkpoint;
 mod evaluation;
 mod learning;
+mod losses;
 mod split;
 mod target;
 
 use std::sync::Arc;
 
 use ndarray::{Array1, Array2};
+use tch::{Tensor, nn};
 
 use crate::chunk::{ChunkIndex, ChunkSpec};
 use crate::critic::CriticConfig;
@@ -125,4 +127,45 @@ pub fn test_device() -> tch::Device {
 /// Runs with one intra-op thread: test threads already share the 2 cores.
 pub fn one_thread() {
     tch::set_num_threads(1);
+}
+
+/// Linear twin critics: no hidden layer (hence no LayerNorm) and no mask
+/// input, so that `set_linear_critics` can give them known weights.
+pub fn linear_critics(cfg: &mut AgentConfig) {
+    cfg.critic.hidden = vec![];
+    cfg.critic.use_mask = false;
+}
+
+/// Sets the twin critic of `vs` (an `mlp` critic under [`linear_critics`])
+/// to Q1(s, c) = q1.0 . [s, vec(c)] + q1.1 and Q2 likewise from `q2`; the
+/// input is the flattened history followed by the flattened chunk.
+pub fn set_linear_critics(vs: &nn::VarStore, q1: (&[f32], f32), q2: (&[f32], f32)) {
+    let vars = vs.variables();
+    let (weight, bias) = (
+        &vars["heads.out.stacked_weight"],
+        &vars["heads.out.stacked_bias"],
+    );
+    let n = q1.0.len() as i64;
+    assert_eq!(weight.size(), vec![2, n, 1], "critic input width");
+    assert_eq!(q2.0.len() as i64, n);
+    tch::no_grad(|| {
+        let w = Tensor::from_slice(&[q1.0, q2.0].concat()).view([2, n, 1]);
+        weight.shallow_clone().copy_(&w);
+        let b = Tensor::from_slice(&[q1.1, q2.1]).view([2, 1, 1]);
+        bias.shallow_clone().copy_(&b);
+    });
+}
+
+/// Multiplies the output layer of an `mlp` policy network in `vs` by
+/// `factor`. With 0 the network's output is 0 for every input, so that with
+/// silent noise both policies sample the all-zero chunk: DDPM from x = 0
+/// predicts eps = 0, so x0 = 0 and every posterior mean is 0; the
+/// consistency model returns c_skip * 0 + c_out * 0.
+pub fn scale_policy_output(vs: &nn::VarStore, factor: f64) {
+    let vars = vs.variables();
+    tch::no_grad(|| {
+        for name in ["net.mlp.out.weight", "net.mlp.out.bias"] {
+            let _ = vars[name].shallow_clone().g_mul_scalar_(factor);
+        }
+    });
 }

@@ -1,13 +1,17 @@
 //! The critic target equals a hand computation for fixed, hand-set target
 //! critics (single linear layers) on a batch with terminations, short chunks
-//! and a timeout.
+//! and a timeout; its next chunks come from the EMA policy, k per next state
+//! in consecutive rows; `bellman_target` and `max_over_samples` against
+//! naive loops.
 
-use tch::{Device, Tensor};
+use proptest::prelude::*;
+use tch::{Device, Kind, Tensor};
 
 use super::*;
-use crate::agent::{DiffusionQl, TargetKind};
+use crate::agent::{DiffusionQl, TargetKind, bellman_target, max_over_samples};
 use crate::chunk::ChunkDims;
 use crate::data::Normalizer;
+use crate::noise::NoiseSource;
 
 /// Rows 0-2 end in a termination, rows 3-6 in a timeout, rows 7-8 in a
 /// timeout too; s[r] = r, a[r] = 0, r = [1, 2, 4, 1, 1, 1, 1, 8, 16],
@@ -31,8 +35,7 @@ fn toy() -> Arc<StepDataset> {
 /// Q1'(s, c) = s + 2 sum(c), Q2'(s, c) = s + 1, so min = s + min(2 sum c, 1).
 fn agent(target: TargetKind, max_q_samples: usize) -> DiffusionQl {
     let mut cfg = small_config(8);
-    cfg.critic.hidden = vec![];
-    cfg.critic.use_mask = false;
+    linear_critics(&mut cfg);
     cfg.target = target;
     cfg.max_q_backup = max_q_samples > 1;
     cfg.max_q_samples = max_q_samples;
@@ -43,20 +46,12 @@ fn agent(target: TargetKind, max_q_samples: usize) -> DiffusionQl {
         obs_horizon: 1,
     };
     let agent = DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
-    let vars = agent.target_vs.variables();
-    tch::no_grad(|| {
-        // Input layout: [obs (1), chunk (3)]; the twin heads are stacked:
-        // weight [2, 4, 1] (Q1 then Q2), bias [2, 1, 1].
-        let weights =
-            Tensor::from_slice(&[1.0f32, 2.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0]).view([2, 4, 1]);
-        vars["heads.out.stacked_weight"]
-            .shallow_clone()
-            .copy_(&weights);
-        let biases = Tensor::from_slice(&[0.0f32, 1.0]).view([2, 1, 1]);
-        vars["heads.out.stacked_bias"]
-            .shallow_clone()
-            .copy_(&biases);
-    });
+    // Input layout: [obs (1), chunk (3)].
+    set_linear_critics(
+        &agent.target_vs,
+        (&[1.0, 2.0, 2.0, 2.0], 0.0),
+        (&[1.0, 0.0, 0.0, 0.0], 1.0),
+    );
     agent
 }
 
@@ -138,4 +133,206 @@ fn one_step_ablation_bootstraps_from_the_next_step_only() {
     //   t=3..6: 1 + 0.5 (t + 1.5) (t=6 is the timeout row: still bootstrapped)
     //   t=7: 8 + 0.5 (7.5 + 1) = 12.25;  t=8: 16 + 0.5 (8.5 + 1) = 20.75
     assert_close(&y, &[1.75, 3.25, 4.0, 3.25, 3.75, 4.25, 4.75, 12.25, 20.75]);
+}
+
+/// Rows `[i; k]` for i in 0..n: each of n states k times in consecutive rows,
+/// the layout `max_over_samples` reduces (`[s0 s0 s0 s1 s1 s1 ...]`).
+fn grouped_rows(x: &Tensor, k: i64) -> Tensor {
+    let n = x.size()[0];
+    let rows: Vec<i64> = (0..n)
+        .flat_map(|i| std::iter::repeat_n(i, k as usize))
+        .collect();
+    x.index_select(0, &Tensor::from_slice(&rows))
+}
+
+fn max_abs_difference(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+/// The toy agent with k samples per next state, whose online policy samples
+/// the zero chunk under silent noise (zero output layer) while its EMA copy
+/// keeps the initial weights (output scaled down so that its chunks stay
+/// inside [-1, 1] and depend on the state).
+fn agent_with_distinct_ema(target: TargetKind, k: usize) -> DiffusionQl {
+    one_thread();
+    let agent = agent(target, k);
+    scale_policy_output(&agent.policy_vs, 0.0);
+    scale_policy_output(&agent.ema_vs, 0.1);
+    agent
+}
+
+#[test]
+fn next_chunks_are_ema_samples_k_per_next_state_in_consecutive_rows() {
+    let index = index(toy(), 3, 0.5, 1);
+    let batch = index.all();
+    let mut agent = agent_with_distinct_ema(TargetKind::Smdp, 3);
+    let b = agent.tensors(&batch);
+    let silent = || NoiseSource::silent(Device::Cpu);
+
+    // Silent noise: every sample of a state is that state's EMA chunk.
+    let ema = agent.ema.sample(&b.next_obs, &mut silent());
+    let online = agent.policy.sample(&b.next_obs, &mut silent());
+    assert_eq!(online.abs().max().double_value(&[]), 0.0);
+    // Preconditions: the EMA's chunks are not the online ones and differ
+    // between next states (s' = 2.5 in row 0, 8.5 in row 8).
+    assert!(ema.abs().min().double_value(&[]) > 1e-3, "{ema}");
+    assert!(max_abs_difference(&ema.get(0), &ema.get(8)) > 1e-3, "{ema}");
+    assert!(
+        ema.abs().max().double_value(&[]) < 0.99,
+        "not clamped: {ema}"
+    );
+
+    agent.noise = silent();
+    let next = agent.next_chunks(&b);
+    assert_eq!(next.size(), vec![27, 3, 1]);
+    let diff = max_abs_difference(&next, &grouped_rows(&ema, 3));
+    assert!(
+        diff < 1e-6,
+        "rows 3i..3i+3 must be the EMA chunk of s'_i ({diff})"
+    );
+
+    // Seeded noise: the same draws as the EMA policy sampling the grouped
+    // next states; the online policy with the same draws gives other chunks.
+    agent.noise = NoiseSource::new(7, Device::Cpu);
+    let next = agent.next_chunks(&b);
+    let states = grouped_rows(&b.next_obs, 3);
+    let ema = agent
+        .ema
+        .sample(&states, &mut NoiseSource::new(7, Device::Cpu));
+    let online = agent
+        .policy
+        .sample(&states, &mut NoiseSource::new(7, Device::Cpu));
+    assert!(max_abs_difference(&next, &ema) < 1e-6);
+    assert!(max_abs_difference(&next, &online) > 1e-3);
+}
+
+#[test]
+fn one_step_ablation_samples_next_chunks_at_the_next_step() {
+    let index = index(toy(), 3, 0.5, 1);
+    let mut batch = index.all().with_one_step();
+    index.gather_into(&(0..9).collect::<Vec<_>>(), &mut batch);
+    let mut agent = agent_with_distinct_ema(TargetKind::OneStep, 1);
+    agent.noise = NoiseSource::silent(Device::Cpu);
+    let b = agent.tensors(&batch);
+    let next = agent.next_chunks(&b);
+    let one = b.one_step.as_ref().unwrap();
+    // s_{t+1} = t + 0.5 differs from s_{t+tau} in most rows (t = 0: 0.5 vs 2.5).
+    assert!(max_abs_difference(&one.next_obs, &b.next_obs) > 1.0);
+    let at_next_step = agent
+        .ema
+        .sample(&one.next_obs, &mut NoiseSource::silent(Device::Cpu));
+    let at_chunk_end = agent
+        .ema
+        .sample(&b.next_obs, &mut NoiseSource::silent(Device::Cpu));
+    assert!(max_abs_difference(&next, &at_next_step) < 1e-6);
+    assert!(max_abs_difference(&next, &at_chunk_end) > 1e-3);
+}
+
+/// Through `update`: with silent noise the EMA chunk c_i of s'_i gives
+/// min(Q1', Q2') = s'_i + min(2 sum c_i, 1), so
+/// y_i = R_i + (1 - d_i) gamma^tau_i (s'_i + min(2 sum c_i, 1)), computed
+/// here in f64 from the EMA's chunks. The online policy's zero chunks would
+/// give s'_i + 0 instead.
+#[test]
+fn the_update_bootstraps_from_the_ema_policy() {
+    let index = index(toy(), 3, 0.5, 1);
+    let batch = index.all();
+    let mut agent = agent_with_distinct_ema(TargetKind::Smdp, 2);
+    agent.noise = NoiseSource::silent(Device::Cpu);
+    let b = agent.tensors(&batch);
+    let chunk_sums = values(
+        &agent
+            .ema
+            .sample(&b.next_obs, &mut NoiseSource::silent(Device::Cpu))
+            .sum_dim_intlist(&[1i64, 2][..], false, Kind::Float),
+    );
+    let y = |bonus: &dyn Fn(usize) -> f64| -> f64 {
+        (0..9)
+            .map(|i| {
+                let s_next = f64::from(batch.next_observations[i]);
+                let (r, d, g) = (
+                    f64::from(batch.cumulative_reward[i]),
+                    f64::from(batch.chunk_done[i]),
+                    f64::from(batch.discount_factor[i]),
+                );
+                r + (1.0 - d) * g * (s_next + bonus(i))
+            })
+            .sum::<f64>()
+            / 9.0
+    };
+    let with_ema = y(&|i| (2.0 * chunk_sums[i]).min(1.0));
+    let with_online = y(&|_| 0.0);
+    assert!(
+        (with_ema - with_online).abs() > 1e-3,
+        "the fixture can tell"
+    );
+    let metrics = agent.update(&batch);
+    assert!(
+        (metrics.target_mean - with_ema).abs() < 1e-5,
+        "target mean {} vs {with_ema} (online policy: {with_online})",
+        metrics.target_mean
+    );
+}
+
+/// (cumulative reward, done, discount factor, next Q) of one row.
+type TargetRow = (f32, bool, f32, f32);
+
+fn row_strategy() -> impl Strategy<Value = TargetRow> {
+    (
+        -10f32..10.0,
+        any::<bool>(),
+        prop_oneof![0.01f32..=1.0, Just(1.0f32)],
+        -100f32..100.0,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// y_i = R_i + (1 - d_i) disc_i next_q_i, row by row in f64; a done row's
+    /// target is its reward exactly.
+    #[test]
+    fn bellman_target_matches_a_naive_loop(
+        rows in prop::collection::vec(row_strategy(), 1..40),
+    ) {
+        let column = |f: &dyn Fn(&TargetRow) -> f32| {
+            Tensor::from_slice(&rows.iter().map(f).collect::<Vec<f32>>())
+        };
+        let y = bellman_target(
+            &column(&|r| r.0),
+            &column(&|r| if r.1 { 1.0 } else { 0.0 }),
+            &column(&|r| r.2),
+            &column(&|r| r.3),
+        );
+        let y = Vec::<f32>::try_from(y).unwrap();
+        prop_assert_eq!(y.len(), rows.len());
+        for (got, &(reward, done, discount, next_q)) in y.iter().zip(&rows) {
+            let not_done = if done { 0.0 } else { 1.0 };
+            let expected =
+                f64::from(reward) + not_done * f64::from(discount) * f64::from(next_q);
+            prop_assert!(
+                (f64::from(*got) - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
+                "{} vs {}", got, expected
+            );
+            if done {
+                prop_assert_eq!(*got, reward);
+            }
+        }
+    }
+
+    /// State i's value is the max of rows i*k .. (i+1)*k.
+    #[test]
+    fn max_over_samples_is_the_max_of_each_states_consecutive_rows(
+        (batch, k, q) in (1usize..8, 1usize..6).prop_flat_map(|(batch, k)| {
+            (Just(batch), Just(k), prop::collection::vec(-100f32..100.0, batch * k))
+        }),
+    ) {
+        let got = Vec::<f32>::try_from(
+            max_over_samples(&Tensor::from_slice(&q), batch as i64),
+        ).unwrap();
+        let expected: Vec<f32> = (0..batch)
+            .map(|i| q[i * k..(i + 1) * k].iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        prop_assert_eq!(got, expected);
+    }
 }
