@@ -263,7 +263,10 @@ fn a_relative_dataset_in_a_config_file_is_relative_to_the_file() {
     };
     let beside = configs.join("../data/walk.npz").display().to_string();
     assert_eq!(read("../data/walk.npz"), beside);
-    assert_eq!(read("walk.npz"), configs.join("walk.npz").display().to_string());
+    assert_eq!(
+        read("walk.npz"),
+        configs.join("walk.npz").display().to_string()
+    );
     // Absolute paths and the empty default (generated data) stay as written.
     let absolute = dir.path().join("walk.npz").display().to_string();
     assert_eq!(read(&absolute), absolute);
