@@ -197,3 +197,6 @@ impl DiffusionPolicy {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod schedule_tests;
