@@ -59,7 +59,7 @@ impl ExpertConfig {
     /// Level::Medium: D4RL's `--noisy` action noise 0.5 plus random detours
     /// with a per-episode probability `U(0, 0.8)`, so episodes range from
     /// near-expert to wandering (success ~0.7-0.8, about half the expert's
-    /// return; the numbers are in the module's `measure_behaviours` test).
+    /// return; measured and checked by the test `levels_have_their_documented_quality`).
     pub fn medium() -> Self {
         ExpertConfig {
             noise_std: 0.5,
