@@ -1,4 +1,5 @@
-//! File-system helpers shared by writers: atomic replacement of a file.
+//! File-system helpers shared by writers: atomic replacement of a file, and
+//! the clean-up of the temporaries a killed writer left behind.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -29,12 +30,46 @@ where
         out.flush()?;
         out.get_ref().sync_all()?;
         drop(out);
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename lives in the folder: sync it too, so that after a power
+        // loss the new file is there (Linux and macOS sync a folder opened
+        // read-only).
+        #[cfg(unix)]
+        File::open(&dir)?.sync_all()?;
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes from `dir` the temporaries of [`atomic_write`] whose writer is
+/// gone (a process killed while writing; on Linux, where a process is
+/// known by `/proc/PID`). Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<usize> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -63,5 +98,24 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_the_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has a pid past the kernel's limit (at most 2^22).
+        let dead = dir.path().join(".checkpoint.safetensors.tmp-999999999");
+        let mine = dir
+            .path()
+            .join(format!(".summary.json.tmp-{}", std::process::id()));
+        let alive = dir.path().join(".eval.jsonl.tmp-1"); // init
+        let other = dir.path().join("notes.tmp-999999999"); // not ours
+        for f in [&dead, &mine, &alive, &other] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        assert!(!dead.exists());
+        assert!(mine.exists() && alive.exists() && other.exists());
     }
 }

@@ -85,15 +85,39 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
     kill_when(child, || checkpoint_step(&killed) >= 100);
     let at = checkpoint_step(&killed);
     assert!(at < 600, "killed before the end (checkpoint at {at})");
+    // What a writer killed mid-checkpoint leaves (no process has a pid past
+    // the kernel's limit of 2^22): the resume removes it.
+    std::fs::write(
+        killed.join(".checkpoint.safetensors.tmp-999999999"),
+        b"torn",
+    )
+    .unwrap();
     chunkql()
         .args(["train", "--resume"])
         .arg(&killed)
         .assert()
         .success()
+        .stdout(predicate::str::contains(format!(
+            "600 steps, resumed at {at}, "
+        )))
         .stderr(predicate::str::contains(format!(
             "resuming {} at step {at} of 600",
             killed.display()
-        )));
+        )))
+        .stderr(predicate::str::contains("half-written temporary file(s)"));
+    let leftovers: Vec<_> = std::fs::read_dir(&killed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(killed.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["first_step"], at, "{summary}");
+    assert!(
+        summary["steps_per_second"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
 
     assert_eq!(
         lines(&killed.join("metrics.jsonl")),

@@ -97,6 +97,20 @@ fn a_run_writes_its_files_and_evaluates() {
         .stderr(predicate::str::contains(
             "already holds a run; continue it with --resume",
         ));
+    // Its logs without its config: refused too, the logs left alone.
+    std::fs::remove_file(run.join("config.toml")).unwrap();
+    let metrics = std::fs::read(run.join("metrics.jsonl")).unwrap();
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "of an earlier run (without its config.toml",
+        ));
+    assert_eq!(std::fs::read(run.join("metrics.jsonl")).unwrap(), metrics);
 }
 
 /// env = none: data of widths no environment has trains, checkpoints, plots

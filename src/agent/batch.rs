@@ -76,8 +76,11 @@ pub struct TensorBatch {
     pub obs: Tensor,
     /// `[B, H, A]` in [-1, 1].
     pub actions: Tensor,
-    /// `[B, H]`.
-    pub mask: Tensor,
+    /// `[B, H]` the critic's view of the chunk's steps: the action mask (1
+    /// for the tau real steps), but all ones for a chunk that terminated,
+    /// whose steps after the termination change nothing (its value is the
+    /// whole chunk's, which is what targets and the actor ask for).
+    pub critic_mask: Tensor,
     /// `[B]` scaled sum_{i<tau} gamma^i r.
     pub reward: Tensor,
     /// `[B]` 1 if terminated inside the chunk.
@@ -111,12 +114,13 @@ impl TensorBatch {
             discount: Tensor::full([b], batch.spec.gamma, (Kind::Float, device)),
             next_obs: history(&one.next_observations),
         });
+        let done = put(&batch.chunk_done, &[b]);
         TensorBatch {
             obs: history(&batch.observations),
             actions: norm.scale_actions(&put(&batch.actions, &[b, h, a])),
-            mask: put(&batch.action_mask, &[b, h]),
+            critic_mask: put(&batch.action_mask, &[b, h]).maximum(&done.unsqueeze(1)),
             reward: put(&batch.cumulative_reward, &[b]) * reward_scale,
-            done: put(&batch.chunk_done, &[b]),
+            done,
             discount: put(&batch.discount_factor, &[b]),
             next_obs: history(&batch.next_observations),
             one_step,
@@ -138,7 +142,7 @@ impl TensorBatch {
         TensorBatch {
             obs: cut(&self.obs),
             actions: cut(&self.actions),
-            mask: cut(&self.mask),
+            critic_mask: cut(&self.critic_mask),
             reward: cut(&self.reward),
             done: cut(&self.done),
             discount: cut(&self.discount),
@@ -173,7 +177,7 @@ impl TensorBatch {
         let mut all = vec![
             &self.obs,
             &self.actions,
-            &self.mask,
+            &self.critic_mask,
             &self.reward,
             &self.done,
             &self.discount,
@@ -308,7 +312,9 @@ mod tests {
         // actions 2 a / 10 - 1: 0 -> -1, 10 -> 1, 5 -> 0, 2.5 -> -0.5.
         assert_close(&values(&t.actions), &[-1.0, 1.0, 0.0, -0.5], 1e-6);
         assert_eq!(t.actions.size(), vec![2, 2, 1]);
-        assert_eq!(values(&t.mask), vec![1.0, 1.0, 1.0, 0.0]);
+        // The second chunk terminated after its first step: the critic
+        // sees it whole.
+        assert_eq!(values(&t.critic_mask), vec![1.0, 1.0, 1.0, 1.0]);
         // Rewards times 0.1: 1.5 -> 0.15, -4 -> -0.4; one-step 2 -> 0.2, -0.5 -> -0.05.
         assert_close(&values(&t.reward), &[0.15, -0.4], 1e-6);
         // done and gamma^tau are not rewards: unchanged.
@@ -319,6 +325,24 @@ mod tests {
         assert_eq!(values(&one.done), vec![0.0, 1.0]);
         assert_close(&values(&one.discount), &[0.9, 0.9], 1e-7);
         assert_close(&values(&one.next_obs), &[0.0, 3.0], 1e-6);
+    }
+
+    #[test]
+    fn only_chunks_cut_short_without_a_termination_keep_a_partial_critic_mask() {
+        // H = 3: a whole chunk, one cut by a time limit after 1 step, one
+        // that terminated after 2 steps.
+        let mut batch = ChunkBatch::zeros(3, ChunkSpec::new(3, 0.9, 1).unwrap(), 1, 1);
+        batch.action_mask = vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
+        batch.chunk_done = vec![0.0, 0.0, 1.0];
+        let norm = DeviceNormalizer::new(&Normalizer::identity(1, 1), Device::Cpu);
+        let t = TensorBatch::new(&batch, &norm, Device::Cpu, 1.0);
+        assert_eq!(t.critic_mask.size(), vec![3, 3]);
+        #[rustfmt::skip]
+        assert_eq!(values(&t.critic_mask), vec![
+            1.0, 1.0, 1.0,
+            1.0, 0.0, 0.0,
+            1.0, 1.0, 1.0,
+        ]);
     }
 
     /// A box of `a` dimensions with widths from 0.1 to 200 anywhere in

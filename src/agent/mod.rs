@@ -213,7 +213,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
     /// dataset's own next chunks) can drive it.
     pub fn critic_step(&mut self, b: &TensorBatch, next_chunks: &Tensor) -> CriticStats {
         let y = self.critic_target(b, next_chunks);
-        let (q1, q2) = self.critic.forward(&b.obs, &b.actions, &b.mask);
+        let (q1, q2) = self.critic.forward(&b.obs, &b.actions, &b.critic_mask);
         let loss = (&q1 - &y).square().mean(Kind::Float) + (&q2 - &y).square().mean(Kind::Float);
         self.critic_opt.zero_grad();
         loss.backward();

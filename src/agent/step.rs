@@ -135,7 +135,7 @@ impl<P: ChunkPolicy> Nets<'_, P> {
         let share = b.len() as f64 / total as f64;
         let next = self.next_chunks(b, noise);
         let y = self.critic_target(b, &next);
-        let (q1, q2) = self.critic.forward(&b.obs, &b.actions, &b.mask);
+        let (q1, q2) = self.critic.forward(&b.obs, &b.actions, &b.critic_mask);
         let critic_loss = ((&q1 - &y).square().sum(Kind::Float)
             + (&q2 - &y).square().sum(Kind::Float))
             / total as f64;

@@ -172,4 +172,50 @@ mod tests {
         assert_ne!(seed_for(1, 2), seed_for(1, 3));
         assert_ne!(seed_for(1, 2), seed_for(2, 2));
     }
+
+    /// Pendulum only ever truncates at step 200: each episode's last row is
+    /// a timeout (never a terminal), its next observation is the state the
+    /// last action led to (not the next episode's reset state), and inside
+    /// an episode each row's next observation is the following row's.
+    #[test]
+    fn time_limits_are_recorded_as_timeouts_with_their_next_state() {
+        let data = generate("pendulum", Level::Medium, 2, 3).unwrap();
+        assert_eq!(data.len(), 400);
+        let ends: Vec<usize> = (0..400).filter(|&t| data.timeouts()[t]).collect();
+        assert_eq!(ends, vec![199, 399]);
+        assert!(data.terminals().iter().all(|&d| !d));
+        for t in 0..399 {
+            let next = data.next_observation(t).unwrap();
+            if t == 199 {
+                assert_ne!(
+                    next,
+                    data.observation(200),
+                    "the reset state is not the next state"
+                );
+            } else {
+                assert_eq!(next, data.observation(t + 1), "row {t}");
+            }
+        }
+    }
+
+    /// `pointmaze-umaze-terminal`: the expert's episodes end on their first
+    /// rewarded step, recorded as a terminal (not a timeout).
+    #[test]
+    fn reaching_a_terminal_goal_is_recorded_as_a_terminal() {
+        let data = generate("pointmaze-umaze-terminal", Level::Expert, 3, 0).unwrap();
+        assert_eq!(data.episodes().len(), 3);
+        assert!(
+            data.timeouts().iter().all(|&d| !d),
+            "the expert reaches the goal in time"
+        );
+        for ep in data.episodes() {
+            assert!(
+                data.terminals()[ep.end],
+                "episode {ep:?} ends in a terminal"
+            );
+            assert_eq!(data.rewards()[ep.end], 1.0);
+            assert!(data.rewards()[ep.start..ep.end].iter().all(|&r| r == 0.0));
+            assert!(data.terminals()[ep.start..ep.end].iter().all(|&d| !d));
+        }
+    }
 }

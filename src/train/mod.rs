@@ -95,8 +95,16 @@ pub struct LoopState {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
     pub run_dir: PathBuf,
+    /// Updates of the whole run.
     pub steps: u64,
+    /// The update this session started from: 0, or the checkpoint's on
+    /// `--resume`.
+    pub first_step: u64,
+    /// Wall time of this session (its updates, evaluations and
+    /// checkpoints), seconds.
     pub seconds: f64,
+    /// `(steps - first_step) / seconds`; 0 when this session had no update
+    /// left to do.
     pub steps_per_second: f64,
     /// How MKL chose the CPU's matrix-product kernels
     /// ([`crate::device::mkl`]): a run reproduces to the digit only on the
@@ -139,6 +147,18 @@ pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
     if dir.join(CONFIG_FILE).exists() {
         return Err(TrainError::Run(format!(
             "{} already holds a run; continue it with --resume {0} or choose another --out",
+            dir.display()
+        )));
+    }
+    // Without its config the folder cannot be resumed, but a new run there
+    // would append to its logs and mix two runs in one set of curves.
+    let leftover = [CHECKPOINT_FILE, METRICS_FILE, EVAL_FILE, SUMMARY_FILE]
+        .into_iter()
+        .find(|f| dir.join(f).exists());
+    if let Some(file) = leftover {
+        return Err(TrainError::Run(format!(
+            "{} holds {file} of an earlier run (without its {CONFIG_FILE}, so it cannot be \
+             resumed): choose another --out, or remove the folder",
             dir.display()
         )));
     }
@@ -271,6 +291,14 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         )));
     }
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let stale = crate::fsutil::remove_stale_temporaries(dir)
+        .map_err(|e| TrainError::Run(format!("{}: {e}", dir.display())))?;
+    if stale > 0 {
+        eprintln!(
+            "{}: removed {stale} half-written temporary file(s) of a killed process",
+            dir.display()
+        );
+    }
     let checkpoint = dir.join(CHECKPOINT_FILE);
     if cfg.idle_updates().is_some() {
         let decay = cfg.agent.lr_decay_steps;
@@ -529,6 +557,7 @@ impl Run {
         let summary = TrainSummary {
             run_dir: self.dir.clone(),
             steps: cfg.steps,
+            first_step,
             seconds,
             steps_per_second: (cfg.steps - first_step) as f64 / seconds.max(1e-9),
             matrix_kernels: crate::device::mkl_dispatch().to_string(),

@@ -106,9 +106,9 @@ fn chunk_value(s: usize, chunk: &[f32], v: &[f64; CELLS]) -> f64 {
 /// past the end of an episode. A chunk cut short by the time limit has its
 /// padding (a repeat of its last action, which the behaviour policy would
 /// not do) replaced by fresh behaviour actions; one cut by the goal keeps
-/// it, since its value does not depend on actions after the goal, and
-/// the critic never sees a chunk that reaches the goal with actions after
-/// it (the data's all have them masked). One-step: what a naive agent does, a fresh
+/// it, since its value does not depend on actions after the goal (the
+/// critic is fitted on such chunks whole, padding included). One-step: what
+/// a naive agent does, a fresh
 /// chunk a' ~ pi(s_{t+1}) (the data's chunk at t+1 would still carry the
 /// first chunk's commitment to a_{t+1}, which no agent's policy sample does).
 fn next_chunks(
@@ -179,13 +179,13 @@ fn evaluation_error(target: TargetKind) -> (f64, f64) {
         agent.set_learning_rates();
     }
 
-    // Every distinct (state, real actions) the data holds, scored with its
-    // own mask (a chunk cut by the goal has padding the critic never sees
-    // as real actions).
+    // Every distinct (state, real actions) the data holds, scored as the
+    // critic is fitted on it (a chunk cut by the goal whole, one cut by the
+    // time limit with its action mask).
     let v = state_values();
     let all = index.all();
     let b = agent.tensors(&all);
-    let q = tch::no_grad(|| agent.critic.min(&b.obs, &b.actions, &b.mask));
+    let q = tch::no_grad(|| agent.critic.min(&b.obs, &b.actions, &b.critic_mask));
     let q: Vec<f32> = Vec::try_from(q.to_kind(Kind::Float)).unwrap();
     let errors: Vec<f64> = q
         .iter()

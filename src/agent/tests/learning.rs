@@ -119,8 +119,9 @@ fn cpql_with_consistency_training_learns_to_prefer_moving_to_the_goal() {
 /// After `updates` with Q weight `eta` on line-walk data whose behaviour is
 /// 90% uniform noise (its mean action is about 0.1 x (+1, the goal-seeking
 /// action far from the goal) + 0.9 x 0 = 0.1): the policy's mean action at
-/// 16 positions in [-0.8, 0.7], and its return on the line walk.
-fn train_on_noisy_data<P: ChunkPolicy>(eta: f64, updates: usize) -> (f64, f64) {
+/// 16 positions in [-0.8, 0.7], and its return on the line walk (agent and
+/// batch sampler seeded with `seed`).
+fn train_on_noisy_data<P: ChunkPolicy>(eta: f64, updates: usize, seed: u64) -> (f64, f64) {
     one_thread();
     let data = LineWalk {
         episodes: 300,
@@ -134,9 +135,15 @@ fn train_on_noisy_data<P: ChunkPolicy>(eta: f64, updates: usize) -> (f64, f64) {
     cfg.actor_lr = 1e-3;
     cfg.critic_lr = 1e-3;
     cfg.eta = eta;
-    let mut agent =
-        ChunkAgent::<P>::new(cfg, index.empty_batch(1).dims(), normalizer, Device::Cpu, 0).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut agent = ChunkAgent::<P>::new(
+        cfg,
+        index.empty_batch(1).dims(),
+        normalizer,
+        Device::Cpu,
+        seed,
+    )
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut batch = index.empty_batch(128);
     for _ in 0..updates {
         index.sample_into(&mut batch, &mut rng);
@@ -179,11 +186,12 @@ fn rollout_return<P: ChunkPolicy>(agent: &ChunkAgent<P>) -> f64 {
 /// The Q term improves on the behaviour: the same run with eta = 0 (pure
 /// behaviour cloning) reproduces the data's mean action, about 0.1, and
 /// never reaches the goal; with eta = 1 the DDPM policy picks the
-/// goal-seeking mode out of the noise and reaches it.
+/// goal-seeking mode out of the noise and reaches it (on seed 0; seeds 0-4
+/// return 0.79, -0.06, 0.71, -0.34, 0.51, see docs/agents.md).
 #[test]
 fn diffusion_ql_improves_on_behaviour_cloning() {
-    let (cloned, cloned_return) = train_on_noisy_data::<DiffusionPolicy>(0.0, 500);
-    let (improved, improved_return) = train_on_noisy_data::<DiffusionPolicy>(1.0, 500);
+    let (cloned, cloned_return) = train_on_noisy_data::<DiffusionPolicy>(0.0, 500, 0);
+    let (improved, improved_return) = train_on_noisy_data::<DiffusionPolicy>(1.0, 500, 0);
     eprintln!(
         "Diffusion-QL: mean action, return: eta = 0 {cloned:.3}, {cloned_return:.3}; \
          eta = 1 {improved:.3}, {improved_return:.3}"
@@ -201,21 +209,26 @@ fn diffusion_ql_improves_on_behaviour_cloning() {
 
 /// CPQL with the reconstruction loss samples near the data's conditional
 /// mean in one step, so the Q term shifts that mean rather than picking a
-/// mode: at the balance of the BC pull 2 (a - mean) and the normalised Q
-/// gradient eta Q'(a) / mean|Q|, the shift grows with eta (on this data
-/// about 0.03 at eta = 1, too little to reach the goal; see
-/// docs/agents.md). With eta = 5 it must be clearly towards higher Q.
+/// mode: to the balance of the BC pull 2 (a - mean) and the normalised Q
+/// gradient eta Q'(a) / mean|Q| (see docs/agents.md). With eta = 5 it must
+/// be clearly towards higher Q. The shift varies much from seed to seed
+/// (measured, seeds 0-4: 0.07, 0.60, 0.90, -0.33, 0.90), so it is averaged
+/// over four; cloning's mean action hardly does (0.092-0.107), so one seed
+/// of it is the baseline.
 #[test]
 fn cpql_q_term_shifts_the_policy_towards_higher_q() {
-    let (cloned, _) = train_on_noisy_data::<ConsistencyPolicy>(0.0, 2000);
-    let (shifted, _) = train_on_noisy_data::<ConsistencyPolicy>(5.0, 2000);
-    eprintln!("CPQL: mean action, eta = 0 {cloned:.3}; eta = 5 {shifted:.3}");
+    let (cloned, _) = train_on_noisy_data::<ConsistencyPolicy>(0.0, 2000, 0);
+    let shifted: Vec<f64> = (0..4)
+        .map(|seed| train_on_noisy_data::<ConsistencyPolicy>(5.0, 2000, seed).0)
+        .collect();
+    let mean_shifted = shifted.iter().sum::<f64>() / shifted.len() as f64;
+    eprintln!("CPQL: mean action, eta = 0 {cloned:.3}; eta = 5, seeds 0-3 {shifted:.3?}");
     assert!(
         cloned.abs() < 0.3,
         "cloning should give about 0.1, got {cloned}"
     );
     assert!(
-        shifted > cloned + 0.08,
-        "the Q term should shift the policy towards the goal: {cloned} -> {shifted}"
+        mean_shifted > cloned + 0.15,
+        "the Q term should shift the policy towards the goal: {cloned} -> {shifted:?}"
     );
 }

@@ -9,6 +9,7 @@ mod learning;
 mod losses;
 mod split;
 mod target;
+mod terminal_mask;
 
 use std::sync::Arc;
 

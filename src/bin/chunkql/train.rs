@@ -172,10 +172,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
             train::train(cfg, &dir, &stop)?
         }
     };
-    let rate = if summary.steps_per_second > 0.0 {
-        format!("{:.1} steps/s", summary.steps_per_second)
-    } else {
-        "already complete".to_string()
+    let rate = match summary.first_step {
+        first if first == summary.steps => "already complete".to_string(),
+        0 => format!("{:.1} steps/s", summary.steps_per_second),
+        first => format!(
+            "resumed at {first}, {:.1} steps/s",
+            summary.steps_per_second
+        ),
     };
     let evaluation = match &summary.final_eval {
         Some(report) => report.to_string(),
