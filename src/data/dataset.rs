@@ -170,9 +170,22 @@ impl StepDataset {
         if act_dim == 0 {
             return Err(shape_err("actions", act_shape, "[N, A] with A >= 1".into()));
         }
-        check_rows("rewards", columns.rewards.shape(), 1, "[N]")?;
-        check_rows("terminals", columns.terminals.shape(), 1, "[N]")?;
-        check_rows("timeouts", columns.timeouts.shape(), 1, "[N]")?;
+        // One value per row: [N], or [N, 1] as some D4RL files store them
+        // (D4RL's own loader squeezes those).
+        let mut squeezed = Vec::new();
+        for (key, shape) in [
+            ("rewards", columns.rewards.shape()),
+            ("terminals", columns.terminals.shape()),
+            ("timeouts", columns.timeouts.shape()),
+        ] {
+            match shape {
+                [_, 1] => {
+                    check_rows(key, &shape[..1], 1, "[N]")?;
+                    squeezed.push(format!("`{key}`"));
+                }
+                _ => check_rows(key, shape, 1, "[N] (or [N, 1])")?,
+            }
+        }
         if let Some(next) = &columns.next_observations {
             check_rows("next_observations", next.shape(), 2, "[N, O]")?;
             if next.shape()[1] != obs_dim {
@@ -194,7 +207,13 @@ impl StepDataset {
         let terminals = into_vec(columns.terminals);
         let timeouts = into_vec(columns.timeouts);
         let episodes = find_episodes(&terminals, &timeouts);
-        let notes = both_flags_note(&terminals, &timeouts).into_iter().collect();
+        let mut notes: Vec<String> = both_flags_note(&terminals, &timeouts).into_iter().collect();
+        if !squeezed.is_empty() {
+            notes.push(format!(
+                "{} of shape [N, 1] read as [N]",
+                squeezed.join(", ")
+            ));
+        }
 
         Ok(StepDataset {
             source: file,

@@ -393,8 +393,8 @@ mod tests {
     #[test]
     fn wrong_rank_and_length_are_named() {
         assert_eq!(
-            error_of(&[("rewards", "np.zeros((4, 1), dtype=np.float32)")]),
-            "DIR/bad.npz: key `rewards` has shape [4, 1], expected [N]"
+            error_of(&[("rewards", "np.zeros((4, 3), dtype=np.float32)")]),
+            "DIR/bad.npz: key `rewards` has shape [4, 3], expected [N] (or [N, 1])"
         );
         assert_eq!(
             error_of(&[("actions", "np.zeros((3, 1), dtype=np.float32)")]),

@@ -129,10 +129,42 @@ fn wrong_rank_is_rejected() {
         "x.npz: key `actions` has shape [4], expected [N, A]"
     );
     let mut c = columns(4);
-    c.rewards = Array2::<f32>::zeros((4, 1)).into_dyn();
+    c.rewards = Array2::<f32>::zeros((4, 2)).into_dyn();
+    let err = StepDataset::new("x.npz", c).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x.npz: key `rewards` has shape [4, 2], expected [N] (or [N, 1])"
+    );
+}
+
+/// Some D4RL files store one value per row as a column `[N, 1]`; D4RL's
+/// loader squeezes it, and so does this one, saying so.
+#[test]
+fn per_row_columns_of_shape_n_by_1_are_read_as_n() {
+    let mut c = columns(4);
+    c.rewards = Array2::from_shape_vec((4, 1), vec![1.0f32, 2.0, 3.0, 4.0])
+        .unwrap()
+        .into_dyn();
+    c.timeouts = Array2::from_shape_vec((4, 1), vec![false, true, false, true])
+        .unwrap()
+        .into_dyn();
+    let data = StepDataset::new("x.npz", c).unwrap();
+    assert_eq!(data.rewards(), &[1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(data.timeouts(), &[false, true, false, true]);
+    assert_eq!(data.episodes().len(), 2);
+    assert_eq!(
+        data.notes(),
+        &["`rewards`, `timeouts` of shape [N, 1] read as [N]".to_string()]
+    );
+    let mut c = columns(4);
+    c.terminals = Array2::from_elem((3, 1), false).into_dyn();
     assert!(matches!(
         StepDataset::new("x.npz", c),
-        Err(DataError::WrongShape { .. })
+        Err(DataError::LengthMismatch {
+            found: 3,
+            expected: 4,
+            ..
+        })
     ));
 }
 

@@ -88,7 +88,7 @@ pub fn read_hdf5(path: &Path) -> Result<StepDataset, DataError> {
                 ),
             });
         }
-        return read_d4rl(&file, root);
+        return read_d4rl(&file, root, &names);
     }
     let episodes = episode_groups(&file, &members)?;
     if !episodes.is_empty() {
@@ -109,8 +109,11 @@ pub fn read_hdf5(path: &Path) -> Result<StepDataset, DataError> {
     })
 }
 
-/// D4RL: the top-level datasets are the step columns.
-fn read_d4rl(file: &str, root: &Group) -> Result<StepDataset, DataError> {
+/// D4RL: the top-level datasets are the step columns; of the other
+/// top-level members (`names` lists them all), `infos` and `metadata` are
+/// D4RL's own and skipped quietly, anything else is named in a note, so
+/// that a misspelt `next_obs` does not pass unnoticed.
+fn read_d4rl(file: &str, root: &Group, names: &[String]) -> Result<StepDataset, DataError> {
     let h5 = Reader {
         file,
         expected: STEP_KEYS,
@@ -129,7 +132,31 @@ fn read_d4rl(file: &str, root: &Group) -> Result<StepDataset, DataError> {
             None
         },
     };
-    StepDataset::new(file, columns)
+    let data = StepDataset::new(file, columns)?;
+    const READ: [&str; 8] = [
+        "observations",
+        "actions",
+        "rewards",
+        "terminals",
+        "timeouts",
+        "next_observations",
+        "infos",
+        "metadata",
+    ];
+    let unread: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !READ.contains(name))
+        .collect();
+    Ok(if unread.is_empty() {
+        data
+    } else {
+        data.with_note(format!(
+            "top-level members not read: {} (the step data is {STEP_KEYS}; infos/ and \
+             metadata/ are skipped)",
+            unread.join(", ")
+        ))
+    })
 }
 
 /// `a, b, c, ... (12 in all)`: the first few of `names`, in order.
@@ -348,7 +375,8 @@ fn read_minari(
     if layout.obs_keys.is_some() {
         data = data.with_note(format!(
             "dict observations: concatenated {} along the feature axis, in this order \
-             (sorted keys, as Gymnasium's Dict space flattens)",
+             (sorted keys, as Gymnasium's Dict space flattens; a Tuple's `_index_<n>` \
+             members in the order of n)",
             describe_keys(layout.obs_keys.as_ref())
         ));
     }

@@ -270,7 +270,9 @@ impl Reader<'_> {
     }
 
     /// Appends the datasets under `group` to `out` as (`prefix` + name, dataset),
-    /// recursing into subgroups, in sorted name order.
+    /// recursing into subgroups, in sorted name order (a Dict space's keys,
+    /// as Gymnasium flattens them), except that a Tuple space's members
+    /// `_index_<n>` come in the order of n.
     fn collect_members(
         &self,
         group: &Group,
@@ -281,7 +283,12 @@ impl Reader<'_> {
         let mut names = group
             .member_names()
             .map_err(|e| format_error(self.file, group_key, e))?;
-        names.sort();
+        names.sort_by_key(|name| {
+            let index = name
+                .strip_prefix("_index_")
+                .and_then(|i| i.parse::<u64>().ok());
+            (index, name.clone())
+        });
         for name in names {
             let key = format!("{group_key}/{name}");
             let kind = group

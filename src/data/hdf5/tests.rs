@@ -292,7 +292,37 @@ fn minari_dict_observations_are_concatenated_in_sorted_key_order() {
     assert_eq!(
         data.notes()[1],
         "dict observations: concatenated achieved_goal [2], desired_goal [2], observation [3] \
-         along the feature axis, in this order (sorted keys, as Gymnasium's Dict space flattens)"
+         along the feature axis, in this order (sorted keys, as Gymnasium's Dict space flattens; \
+         a Tuple's `_index_<n>` members in the order of n)"
+    );
+}
+
+/// Minari stores a Tuple space as members `_index_0`, `_index_1`, ...;
+/// they come in the order of their index (`_index_10` after `_index_9`,
+/// not after `_index_1`).
+#[test]
+fn minari_tuple_observations_keep_index_order() {
+    let (_dir, path) = minari_file(
+        r#"g = episode(f, 'episode_0', 1, drop=('observations',))
+o = g.create_group('observations')
+for i in range(11):
+    o[f'_index_{i}'] = np.full((2, 1), float(i), dtype=np.float32)"#,
+    );
+    let data = read_ok(&path);
+    let want: Vec<f32> = (0..11).map(|i| i as f32).collect();
+    assert_eq!(data.observation(0), want.as_slice());
+}
+
+#[test]
+fn unknown_top_level_d4rl_members_are_named_in_a_note() {
+    let (_dir, path) = d4rl_file("f['next_obs'] = obs");
+    let data = read_ok(&path);
+    assert_eq!(data.next_observations(), None);
+    assert_eq!(data.notes().len(), 1, "{:?}", data.notes());
+    assert!(
+        data.notes()[0].starts_with("top-level members not read: next_obs (the step data is "),
+        "{:?}",
+        data.notes()
     );
 }
 
