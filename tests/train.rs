@@ -86,30 +86,22 @@ fn a_run_writes_its_files_and_evaluates() {
         .success()
         .stdout(predicate::str::contains("pendulum: 1 episode, return"))
         .stdout(predicate::str::contains("(n = 1, no interval)"));
-    // The folder already holds a run.
-    chunkql()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "already holds a run; continue it with --resume",
-        ));
-    // Its logs without its config: refused too, the logs left alone.
+    // The folder already holds a run; or its logs without its config: both
+    // refused, the logs left alone.
+    let train_again = |refusal: &str| {
+        chunkql()
+            .args(["train", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&run)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(refusal));
+    };
+    train_again("already holds a run; continue it with --resume");
     std::fs::remove_file(run.join("config.toml")).unwrap();
     let metrics = std::fs::read(run.join("metrics.jsonl")).unwrap();
-    chunkql()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "of an earlier run (without its config.toml",
-        ));
+    train_again("of an earlier run (without its config.toml");
     assert_eq!(std::fs::read(run.join("metrics.jsonl")).unwrap(), metrics);
 }
 

@@ -9,6 +9,16 @@ use super::error::DataError;
 pub const STEP_KEYS: &str =
     "D4RL names: observations, actions, rewards, terminals, timeouts, optional next_observations";
 
+/// The step data's keys (D4RL's names), `next_observations` optional.
+pub const STEP_COLUMNS: [&str; 6] = [
+    "observations",
+    "actions",
+    "rewards",
+    "terminals",
+    "timeouts",
+    "next_observations",
+];
+
 /// Columns as a reader (or a generator) hands them over, before validation.
 /// Shapes are checked by [`StepDataset::new`]: observations `[N, O]`,
 /// actions `[N, A]`, rewards/terminals/timeouts `[N]`, next_observations `[N, O]`.
@@ -228,6 +238,20 @@ impl StepDataset {
             episodes,
             notes,
         })
+    }
+
+    /// Names in a note the `unread` members of the file (`what`: "keys",
+    /// "top-level members"), so that a misspelt `next_obs` does not pass
+    /// unnoticed; `skipped` adds what a format's readers skip by design.
+    pub(crate) fn with_unread(self, what: &str, unread: &[&str], skipped: &str) -> Self {
+        if unread.is_empty() {
+            return self;
+        }
+        self.with_note(format!(
+            "{what} not read: {} (the step data is {}{skipped})",
+            unread.join(", "),
+            STEP_COLUMNS.join(", ")
+        ))
     }
 
     /// Adds a remark shown in the summary (e.g. how a reader mapped a format).

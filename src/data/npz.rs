@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray::ArrayD;
 use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
 
-use super::dataset::{STEP_KEYS, StepColumns, StepDataset, flags_from_numbers};
+use super::dataset::{STEP_COLUMNS, STEP_KEYS, StepColumns, StepDataset, flags_from_numbers};
 use super::error::DataError;
 use crate::fsutil::atomic_write;
 
@@ -42,35 +42,15 @@ pub fn read_npz(path: &Path) -> Result<StepDataset, DataError> {
         next_observations: npz.float("next_observations")?,
     };
     let data = StepDataset::new(&file, columns)?;
-    // Other keys are allowed (D4RL files carry infos/...), but named, so
-    // that a misspelt `next_obs` does not pass unnoticed.
-    let unread: Vec<String> = npz
-        .reader
-        .names()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|name| !KEYS.contains(&name.as_str()))
+    // Other keys are allowed (D4RL files carry infos/...), but named.
+    let names = npz.reader.names().unwrap_or_default();
+    let unread: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !STEP_COLUMNS.contains(name))
         .collect();
-    Ok(if unread.is_empty() {
-        data
-    } else {
-        data.with_note(format!(
-            "keys not read: {} (the step data is {})",
-            unread.join(", "),
-            KEYS.join(", ")
-        ))
-    })
+    Ok(data.with_unread("keys", &unread, ""))
 }
-
-/// The keys chunkql reads (D4RL's names).
-const KEYS: [&str; 6] = [
-    "observations",
-    "actions",
-    "rewards",
-    "terminals",
-    "timeouts",
-    "next_observations",
-];
 
 /// Writes `data` to `path` with D4RL key names (f32 columns, bool flags),
 /// atomically.

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use ::hdf5::{Group, LocationType};
 
-use super::dataset::{STEP_KEYS, StepColumns, StepDataset};
+use super::dataset::{STEP_COLUMNS, STEP_KEYS, StepColumns, StepDataset};
 use super::error::DataError;
 
 const FORMAT: &str = "HDF5";
@@ -132,31 +132,16 @@ fn read_d4rl(file: &str, root: &Group, names: &[String]) -> Result<StepDataset, 
             None
         },
     };
-    let data = StepDataset::new(file, columns)?;
-    const READ: [&str; 8] = [
-        "observations",
-        "actions",
-        "rewards",
-        "terminals",
-        "timeouts",
-        "next_observations",
-        "infos",
-        "metadata",
-    ];
     let unread: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|name| !READ.contains(name))
+        .filter(|name| !STEP_COLUMNS.contains(name) && !["infos", "metadata"].contains(name))
         .collect();
-    Ok(if unread.is_empty() {
-        data
-    } else {
-        data.with_note(format!(
-            "top-level members not read: {} (the step data is {STEP_KEYS}; infos/ and \
-             metadata/ are skipped)",
-            unread.join(", ")
-        ))
-    })
+    Ok(StepDataset::new(file, columns)?.with_unread(
+        "top-level members",
+        &unread,
+        "; infos/ and metadata/ are skipped",
+    ))
 }
 
 /// `a, b, c, ... (12 in all)`: the first few of `names`, in order.
