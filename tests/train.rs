@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command as Process;
-
 use common::{chunkql, line_data, lines, setup};
 use predicates::prelude::*;
 
@@ -185,7 +183,7 @@ with h5py.File(sys.argv[1], "w") as f:
     f["timeouts"] = timeouts
 "#;
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    let out = Process::new(python)
+    let out = std::process::Command::new(python)
         .args(["-c", script])
         .arg(&file)
         .output()

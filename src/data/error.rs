@@ -70,6 +70,12 @@ pub enum DataError {
     Write { file: String, message: String },
     #[error("{file}: unknown file type (expected .npz{hdf5})", hdf5 = if cfg!(feature = "hdf5") { ", .h5 or .hdf5" } else { "; HDF5 needs the `hdf5` cargo feature" })]
     UnknownFormat { file: String },
+    #[error(
+        "{file}: this chunkql was built without HDF5 support; build it with `make setup-hdf5` \
+         (installs libhdf5-dev) and `cargo build --release --features hdf5`, or convert the \
+         file to .npz"
+    )]
+    Hdf5NotBuilt { file: String },
 }
 
 impl DataError {

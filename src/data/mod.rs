@@ -44,6 +44,10 @@ pub fn load(path: &Path) -> Result<StepDataset, DataError> {
         "npz" => read_npz(path),
         #[cfg(feature = "hdf5")]
         "h5" | "hdf5" => read_hdf5(path),
+        #[cfg(not(feature = "hdf5"))]
+        "h5" | "hdf5" => Err(DataError::Hdf5NotBuilt {
+            file: path.display().to_string(),
+        }),
         _ => Err(DataError::UnknownFormat {
             file: path.display().to_string(),
         }),
@@ -81,5 +85,27 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("No such file or directory"), "{message}");
+    }
+
+    /// Without the `hdf5` feature an HDF5 file is named as such, with how
+    /// to build a chunkql that reads it.
+    #[cfg(not(feature = "hdf5"))]
+    #[test]
+    fn an_hdf5_file_without_the_feature_says_how_to_build_it() {
+        let message = load(Path::new("hopper.hdf5")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("hopper.hdf5: this chunkql was built without HDF5"),
+            "{message}"
+        );
+        assert!(message.contains("--features hdf5"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_extension_is_refused() {
+        let message = load(Path::new("data.csv")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("data.csv: unknown file type (expected .npz"),
+            "{message}"
+        );
     }
 }
