@@ -26,6 +26,7 @@ run: build
 ## The whole test suite, HDF5 readers included.
 test: setup-hdf5
 	OMP_NUM_THREADS=1 HDF5_DIR=$(HDF5_DIR) $(CARGO) test --features hdf5
+	python3 scripts/results.py check
 
 ## Formatting, clippy and rustdoc, warnings as errors (CI runs it after
 ## `make test`).

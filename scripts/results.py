@@ -4,6 +4,7 @@ run, two at a time with one libtorch thread each (2 cores), then the table.
     python3 scripts/results.py run        # all runs missing from runs/results (hours on 2 cores)
     python3 scripts/results.py table      # aggregate runs/results/*/summary.json -> stdout (markdown)
     python3 scripts/results.py run cpql-h4-recon   # only the named configurations (any of `run`, `table`)
+    python3 scripts/results.py check      # the interval arithmetic against hand-worked numbers (`make test`)
 
 Budget (2 cores): default networks (3 x 256 Mish, LayerNorm critic), batch
 256, 3000 updates, 10 evaluation episodes at the end; datasets: 100 episodes
@@ -93,9 +94,28 @@ def ensure_data():
             subprocess.run([str(BIN), "generate", env, "--level", "medium", "--episodes", "100", "--out", str(path)], cwd=ROOT, check=True)
 
 
+T95_TABLE = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+]
+
+
 def t95(df):
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
-    return table.get(df, 1.96)
+    """The 0.975 quantile of Student's t with df degrees of freedom, as
+    src/eval/stats.rs computes it: a table to df = 30, then the Cornish-Fisher
+    expansion (Abramowitz & Stegun 26.7.5)."""
+    if df < 1:
+        return float("inf")
+    if df <= len(T95_TABLE):
+        return T95_TABLE[df - 1]
+    z = 1.959963984540054
+    z2, v = z * z, float(df)
+    g1 = z * (z2 + 1) / 4
+    g2 = z * ((5 * z2 + 16) * z2 + 3) / 96
+    g3 = z * (((3 * z2 + 19) * z2 + 17) * z2 - 15) / 384
+    g4 = z * ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) / 92160
+    return z + (g1 + (g2 + (g3 + g4 / v) / v) / v) / v
 
 
 def summarize(values):
@@ -106,6 +126,20 @@ def summarize(values):
         return mean, float("nan")
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return mean, t95(n - 1) * sd / math.sqrt(n)
+
+
+def check():
+    """The table's intervals against numbers worked by hand."""
+    # Student's t 0.975 quantiles (tables; 31 and 120 from the t distribution).
+    for df, want in [(1, 12.706), (2, 4.303), (6, 2.447), (30, 2.042), (31, 2.0395), (120, 1.9799)]:
+        assert abs(t95(df) - want) < 5e-4, (df, t95(df), want)
+    assert t95(0) == float("inf")
+    # Seeds scoring 1, 2, 3: mean 2, sample sd 1, half-width 4.303 / sqrt(3).
+    mean, half = summarize([1.0, 2.0, 3.0])
+    assert mean == 2.0 and abs(half - 4.303 / math.sqrt(3)) < 1e-12, (mean, half)
+    mean, half = summarize([5.0])
+    assert mean == 5.0 and math.isnan(half)
+    print("scripts/results.py: interval arithmetic checked")
 
 
 def table(names):
@@ -140,9 +174,11 @@ def table(names):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "table"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "table", "check"):
         print(__doc__)
         sys.exit(2)
+    if sys.argv[1] == "check":
+        return check()
     names = sys.argv[2:]
     if sys.argv[1] == "run":
         if not BIN.exists():
