@@ -233,3 +233,15 @@ fn numeric_flags_must_be_zero_or_one() {
         "f: key `timeouts` row 2: flag value 2 is neither 0 nor 1"
     );
 }
+
+/// The names in error messages (`STEP_KEYS`) and the names the readers
+/// read (`STEP_COLUMNS`) are the same list.
+#[test]
+fn the_key_list_of_errors_names_every_step_column() {
+    let named: Vec<&str> = STEP_KEYS
+        .trim_start_matches("D4RL names: ")
+        .split(", ")
+        .map(|k| k.trim_start_matches("optional "))
+        .collect();
+    assert_eq!(named, STEP_COLUMNS);
+}
