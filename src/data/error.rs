@@ -14,7 +14,7 @@ pub enum DataError {
         format: &'static str,
         message: String,
     },
-    #[error("{file}: missing key `{key}` (expected {expected})")]
+    #[error("{file}: missing key `{key}` (expected {expected}){}", missing_key_hint(.key))]
     MissingKey {
         file: String,
         key: String,
@@ -84,5 +84,42 @@ impl DataError {
             file: file.to_string(),
             error,
         }
+    }
+}
+
+/// What a user can do about a missing key, where there is more to say than
+/// its name: files of older D4RL versions have no `timeouts`.
+fn missing_key_hint(key: &str) -> &'static str {
+    if key == "timeouts" {
+        "; files of older D4RL versions have none, and without them a time-limit \
+         cut cannot be told from a continuing episode: add a bool `timeouts` column \
+         that is true on the last row of each episode cut by a time limit (all false \
+         if none was)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataError;
+
+    #[test]
+    fn a_missing_timeouts_column_says_how_to_add_one() {
+        let missing = |key: &str| DataError::MissingKey {
+            file: "old.hdf5".into(),
+            key: key.into(),
+            expected: "D4RL names",
+        };
+        let timeouts = missing("timeouts").to_string();
+        assert!(
+            timeouts.starts_with("old.hdf5: missing key `timeouts` (expected D4RL names); ")
+                && timeouts.contains("add a bool `timeouts` column"),
+            "{timeouts}"
+        );
+        assert_eq!(
+            missing("rewards").to_string(),
+            "old.hdf5: missing key `rewards` (expected D4RL names)"
+        );
     }
 }

@@ -352,8 +352,8 @@ mod tests {
     #[test]
     fn missing_key_is_named() {
         assert_eq!(
-            error_of(&[("timeouts", "")]),
-            "DIR/bad.npz: missing key `timeouts` (expected D4RL names: observations, \
+            error_of(&[("rewards", "")]),
+            "DIR/bad.npz: missing key `rewards` (expected D4RL names: observations, \
              actions, rewards, terminals, timeouts, optional next_observations)"
         );
     }
