@@ -1,5 +1,6 @@
-//! File-system helpers shared by writers: atomic replacement of a file, and
-//! the clean-up of the temporaries a killed writer left behind.
+//! File-system helpers shared by writers: atomic replacement of a file, the
+//! clean-up of the temporaries a killed writer left behind, and a lock that
+//! keeps two processes from writing one folder.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -72,6 +73,34 @@ pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<usize> {
     Ok(removed)
 }
 
+/// An advisory lock on a folder (`flock` on the folder itself, so no lock
+/// file is left behind), held while the value lives; the kernel drops it
+/// when the process ends, however it ends.
+#[derive(Debug)]
+pub struct FolderLock {
+    _folder: Option<File>,
+}
+
+/// Locks `dir` for this process, or says that another one holds it. Where a
+/// folder cannot be opened as a file (not Linux), there is no lock.
+pub fn lock_folder(dir: &Path) -> Result<FolderLock, String> {
+    let Ok(folder) = File::open(dir) else {
+        return Ok(FolderLock { _folder: None });
+    };
+    match folder.try_lock() {
+        Ok(()) => Ok(FolderLock {
+            _folder: Some(folder),
+        }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{} is in use by another chunkql process (training in it now); wait for it \
+             to end, or stop it with Ctrl-C",
+            dir.display()
+        )),
+        // A file system without locks: go on without one.
+        Err(std::fs::TryLockError::Error(_)) => Ok(FolderLock { _folder: None }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +146,17 @@ mod tests {
         assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
         assert!(!dead.exists());
         assert!(mine.exists() && alive.exists() && other.exists());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_locked_folder_is_refused_until_its_lock_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_folder(dir.path()).unwrap();
+        let err = lock_folder(dir.path()).unwrap_err();
+        assert!(err.contains("in use by another chunkql process"), "{err}");
+        drop(held);
+        lock_folder(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -207,7 +207,7 @@ with h5py.File(sys.argv[1], "w") as f:
             "observation width 11, action width 3",
         ))
         .stderr(predicate::str::contains(
-            "12 dropped: 12 end on a timeout row",
+            "12 chunk starts dropped: 12 end on a timeout row",
         ));
 }
 
@@ -447,6 +447,25 @@ fn default_data_of_the_wrong_size_is_refused() {
         .stderr(predicate::str::contains(
             "generating data/pendulum-medium-2ep.npz (2 episodes",
         ));
+    // The run saves where the data was generated, so that it resumes from
+    // any folder; deleted, its error says how to make it again.
+    let generated = dir.path().join("data/pendulum-medium-2ep.npz");
+    let saved = std::fs::read_to_string(dir.path().join("run/config.toml")).unwrap();
+    assert!(
+        saved.contains(&format!("dataset = \"{}\"", generated.display())),
+        "{saved}"
+    );
+    std::fs::remove_file(&generated).unwrap();
+    chunkql()
+        .current_dir(std::env::temp_dir())
+        .args(["train", "--resume"])
+        .arg(dir.path().join("run"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "`chunkql generate pendulum --level medium --episodes 2 --out {}` writes again",
+            generated.display()
+        )));
     chunkql()
         .current_dir(dir.path())
         .args(["generate", "pendulum", "--episodes", "3", "--out"])
@@ -465,4 +484,43 @@ fn default_data_of_the_wrong_size_is_refused() {
             "data/pendulum-medium-2ep.npz holds 3 episodes, but the config asks for \
              generated data of 2 (dataset_episodes)",
         ));
+}
+
+/// A folder another process trains in, or one that holds no run, is not
+/// trained into; `--print-config` names the data by its absolute path.
+#[test]
+fn busy_folders_and_non_runs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 5, 5);
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    let lock = chunkql::fsutil::lock_folder(&busy).unwrap();
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&busy)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "busy is in use by another chunkql process",
+        ));
+    drop(lock);
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(dir.path())
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "is not a run folder (it has no config.toml)",
+        ));
+    chunkql()
+        .current_dir(dir.path())
+        .args(["train", "--print-config", "--dataset", "pendulum.npz"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "dataset = \"{}\"",
+            dir.path().join("pendulum.npz").display()
+        )));
 }

@@ -231,7 +231,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
     /// `ema_every` updates, a copy before `ema_start`, then an EMA step.
     pub(crate) fn update_targets(&mut self) {
         self.target_tracking.lerp(self.config.tau);
-        if self.step % self.config.ema_every == 0 {
+        if self.step.is_multiple_of(self.config.ema_every) {
             if self.step < self.config.ema_start {
                 self.ema_tracking.copy();
             } else {

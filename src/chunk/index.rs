@@ -360,9 +360,24 @@ impl ChunkSummary {
         }
         format!(
             "{} dropped: {}, and the file has no next_observations to bootstrap from",
-            self.dropped(),
+            match self.dropped() {
+                1 => "1 chunk start".to_string(),
+                n => format!("{n} chunk starts"),
+            },
             parts.join(" and ")
         )
+    }
+
+    /// A note when every chunk is cut short by its episode's end: H is
+    /// longer than any episode, so no chunk has H actions.
+    pub fn all_cut_short_note(&self) -> Option<String> {
+        (self.starts > 0 && self.short_starts == self.starts).then(|| {
+            format!(
+                "note: every chunk is cut short by its episode's end: H = {} is longer than \
+                 every episode",
+                self.spec.horizon
+            )
+        })
     }
 }
 
@@ -391,6 +406,10 @@ impl fmt::Display for ChunkSummary {
             "sampleable starts  {} of {} rows ({} end in a termination, {} cut short by an episode end)",
             self.starts, self.rows, self.done_starts, self.short_starts
         )?;
-        write!(f, "dropped starts     {}", self.dropped_reason())
+        write!(f, "dropped starts     {}", self.dropped_reason())?;
+        match self.all_cut_short_note() {
+            Some(note) => write!(f, "\n{note}"),
+            None => Ok(()),
+        }
     }
 }

@@ -148,7 +148,7 @@ fn three_episode_toy_without_next_observations_matches_hand_computation() {
     assert_eq!((summary.done_starts, summary.short_starts), (3, 2));
     assert_eq!(
         summary.dropped_reason(),
-        "5 dropped: 3 end on a timeout row and 2 end on the data's last row, \
+        "5 chunk starts dropped: 3 end on a timeout row and 2 end on the data's last row, \
          and the file has no next_observations to bootstrap from"
     );
 }
@@ -297,7 +297,7 @@ fn nothing_to_sample_is_an_error_that_says_why() {
     let err = ChunkIndex::new(data, ChunkSpec::new(4, 0.9, 1).unwrap()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "<toy>: no chunk start can be sampled: 2 dropped: 2 end on a timeout row, \
+        "<toy>: no chunk start can be sampled: 2 chunk starts dropped: 2 end on a timeout row, \
          and the file has no next_observations to bootstrap from"
     );
 }
@@ -368,11 +368,11 @@ fn naive_row(data: &StepDataset, spec: ChunkSpec, t: usize) -> Option<Row> {
     let history = |end: i64, last_row: Option<Vec<f32>>| {
         let mut out = Vec::new();
         for k in (end - to as i64 + 1)..=end {
-            if k == end {
-                if let Some(row) = &last_row {
-                    out.extend(row);
-                    continue;
-                }
+            if k == end
+                && let Some(row) = &last_row
+            {
+                out.extend(row);
+                continue;
             }
             out.extend(obs((k.max(b as i64)) as usize));
         }
@@ -498,4 +498,24 @@ proptest! {
         }
         prop_assert_eq!(covered, data.len());
     }
+}
+
+#[test]
+fn a_horizon_longer_than_every_episode_is_noted() {
+    // One episode of 2 steps ending in a termination, H = 4: both starts
+    // are cut short.
+    let data = toy(&[1.0, 1.0], &[false, true], &[false, false], false);
+    let summary = ChunkIndex::new(data, ChunkSpec::new(4, 0.9, 1).unwrap())
+        .unwrap()
+        .summary();
+    assert_eq!((summary.starts, summary.short_starts), (2, 2));
+    let note = summary.all_cut_short_note().unwrap();
+    assert!(
+        note.contains("H = 4 is longer than every episode"),
+        "{note}"
+    );
+    assert!(summary.to_string().ends_with(&note));
+    // H = 3 over the three-episode toy: some chunks are whole.
+    let index = ChunkIndex::new(three_episodes(true), ChunkSpec::new(3, 0.5, 2).unwrap()).unwrap();
+    assert_eq!(index.summary().all_cut_short_note(), None);
 }

@@ -114,7 +114,7 @@ pub enum EvalError {
         obs: usize,
         act: usize,
     },
-    #[error("--execute must lie in 1..={horizon}, got {execute}")]
+    #[error("--execute must lie in 1..={horizon} (or 0 for H), got {execute}")]
     Execute { execute: usize, horizon: usize },
     #[error("evaluation needs at least one episode")]
     NoEpisodes,

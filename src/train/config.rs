@@ -168,19 +168,51 @@ impl TrainConfig {
             let value = parse_value(raw.trim());
             let path: Vec<&str> = key.trim().split('.').collect();
             let (last, parents) = path.split_last().expect("split yields at least one part");
+            let unknown = |node: &toml::Table| {
+                let known: Vec<&str> = node.keys().map(String::as_str).collect();
+                set_error(format!(
+                    "unknown key `{key}` (keys here: {})",
+                    known.join(", ")
+                ))
+            };
             let mut node = &mut table;
             for part in parents {
+                if !node.get(*part).is_some_and(toml::Value::is_table) {
+                    return Err(unknown(node));
+                }
                 node = node
                     .get_mut(*part)
                     .and_then(|v| v.as_table_mut())
-                    .ok_or_else(|| set_error(format!("unknown key `{key}`")))?;
+                    .expect("checked above");
             }
-            if !node.contains_key(*last) {
-                return Err(set_error(format!("unknown key `{key}`")));
+            match node.get(*last) {
+                None => return Err(unknown(node)),
+                Some(toml::Value::Table(section)) if !value.is_table() => {
+                    let known: Vec<&str> = section.keys().map(String::as_str).collect();
+                    return Err(set_error(format!(
+                        "`{key}` is a section: set one of its keys, {key}.KEY=VALUE (keys: {})",
+                        known.join(", ")
+                    )));
+                }
+                Some(_) => {}
             }
+            let bare_word = value.is_str() && !raw.trim().starts_with(['"', '\'']);
             node.insert(last.to_string(), value);
             let check: Result<TrainConfig, _> = toml::Value::Table(table.clone()).try_into();
-            check.map_err(|e| set_error(e.message().to_string()))?;
+            check.map_err(|e| {
+                let mut message = e.message().to_string();
+                if bare_word
+                    && raw
+                        .trim()
+                        .starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c))
+                {
+                    message.push_str(&format!(
+                        " (`{}` is not a number TOML reads: integers must fit in 64 bits)",
+                        raw.trim()
+                    ));
+                }
+                set_error(message)
+            })?;
         }
         toml::Value::Table(table)
             .try_into()
@@ -310,6 +342,72 @@ impl TrainConfig {
     /// [`NO_ENV`]).
     pub fn evaluates(&self) -> bool {
         self.env != NO_ENV
+    }
+
+    /// The config with `dataset` (when given) as an absolute path, a
+    /// relative one taken from the working directory: what a run saves, and
+    /// what `--print-config` shows, so that the config reads the same data
+    /// from any folder it is copied to.
+    pub fn with_absolute_dataset(mut self) -> Result<Self, ConfigError> {
+        if !self.dataset.is_empty() {
+            let path = std::path::absolute(&self.dataset).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "dataset {}: cannot resolve the path: {e}",
+                    self.dataset
+                ))
+            })?;
+            self.dataset = path.display().to_string();
+        }
+        Ok(self)
+    }
+
+    /// A note naming the evaluation settings set away from their defaults
+    /// in a run that does not evaluate (`env = none`); `None` otherwise.
+    pub fn unused_eval_settings(&self) -> Option<String> {
+        if self.evaluates() {
+            return None;
+        }
+        let defaults = TrainConfig::default();
+        let set: Vec<&str> = [
+            ("eval_every", self.eval_every != defaults.eval_every),
+            (
+                "eval_episodes",
+                self.eval_episodes != defaults.eval_episodes,
+            ),
+            ("execute", self.execute != defaults.execute),
+        ]
+        .into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect();
+        (!set.is_empty()).then(|| {
+            format!(
+                "note: {} set, but a run with env = {NO_ENV} does not evaluate (evaluate it later \
+                 with `chunkql eval DIR --env NAME --episodes N --execute K`)",
+                set.join(", ")
+            )
+        })
+    }
+
+    /// How to make `dataset` again when it is the file the default data is
+    /// generated as (its name is `<env>-<level>[-<N>ep].npz`): a sentence
+    /// to append to a "no such file" error; `None` for other data.
+    pub fn regenerate_hint(&self) -> Option<String> {
+        let default = TrainConfig {
+            dataset: String::new(),
+            ..self.clone()
+        }
+        .dataset_path();
+        let path = self.dataset_path();
+        (self.evaluates() && path.file_name() == default.file_name()).then(|| {
+            format!(
+                "; it is the run's generated default data, which `chunkql generate {} --level {} \
+                 --episodes {} --out {}` writes again",
+                self.env,
+                self.level,
+                self.dataset_episodes,
+                path.display()
+            )
+        })
     }
 
     /// The step data this run trains on: `dataset`, or the generated

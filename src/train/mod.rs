@@ -34,6 +34,7 @@ use crate::chunk::{ChunkError, ChunkIndex};
 use crate::data::DataError;
 use crate::env::UnknownEnv;
 use crate::eval::{EvalConfig, EvalError, EvalReport, evaluate};
+use crate::fsutil::{FolderLock, lock_folder};
 use crate::noise::{NoiseSource, NoiseState};
 
 /// Files of a run folder.
@@ -138,6 +139,8 @@ struct Run {
     stop: StopHandle,
     /// Of the run's data, saved with every checkpoint.
     fingerprint: String,
+    /// Keeps a second process from training into the same folder.
+    _lock: FolderLock,
 }
 
 /// Trains from scratch into `dir` (which must not hold a run yet); `stop`
@@ -168,19 +171,20 @@ pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
             dir.display()
         )));
     }
-    start(cfg, dir, stop)
+    start(cfg, dir, stop, None)
 }
 
-/// Starts the run `cfg` from update 0 in `dir`.
-fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
+/// Starts the run `cfg` from update 0 in `dir`, under `lock` if the caller
+/// holds the folder's already.
+fn start(
+    mut cfg: TrainConfig,
+    dir: &Path,
+    stop: &StopHandle,
+    lock: Option<FolderLock>,
+) -> Result<TrainSummary, TrainError> {
     // A given dataset is saved as an absolute path, so that the run resumes
     // (and reruns from its config.toml) from any working directory.
-    if !cfg.dataset.is_empty() {
-        let path = std::path::absolute(&cfg.dataset).map_err(|e| {
-            TrainError::Run(format!("{}: cannot resolve the path: {e}", cfg.dataset))
-        })?;
-        cfg.dataset = path.display().to_string();
-    }
+    cfg = cfg.with_absolute_dataset()?;
     let device = parse_device(&cfg.device)?;
     set_threads(cfg.threads);
     let say = |m: &str| eprintln!("{m}");
@@ -196,6 +200,14 @@ fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
         ));
     }
     let data = Arc::new(load_dataset(&cfg, &say)?);
+    if cfg.dataset.is_empty() {
+        // So is the generated default, where it was written.
+        cfg.dataset = cfg.dataset_path().display().to_string();
+        cfg = cfg.with_absolute_dataset()?;
+    }
+    if let Some(note) = cfg.unused_eval_settings() {
+        say(&note);
+    }
     let fingerprint = data.fingerprint();
     let normalizer = normalizer_for(&cfg, &data, &say)?;
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
@@ -206,6 +218,9 @@ fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
             index.data().source(),
             summary.dropped_reason()
         ));
+    }
+    if let Some(note) = summary.all_cut_short_note() {
+        say(&note);
     }
     if cfg.batch_size > index.len() {
         say(&format!(
@@ -238,6 +253,22 @@ fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", dir.display())))?;
+    let lock = match lock {
+        Some(lock) => lock,
+        None => {
+            let lock = lock_folder(dir).map_err(TrainError::Run)?;
+            // Another process may have started a run here since `train`
+            // looked.
+            if dir.join(CONFIG_FILE).exists() {
+                return Err(TrainError::Run(format!(
+                    "{} already holds a run; continue it with --resume {0} or choose another \
+                     --out",
+                    dir.display()
+                )));
+            }
+            lock
+        }
+    };
     crate::fsutil::atomic_write(&dir.join(CONFIG_FILE), |w| {
         std::io::Write::write_all(w, resolved.to_toml().as_bytes())
     })
@@ -269,6 +300,7 @@ fn start(mut cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
         sampler,
         stop: stop.clone(),
         fingerprint,
+        _lock: lock,
     }
     .go()
 }
@@ -290,6 +322,14 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             dir.display()
         )));
     }
+    if !dir.join(CONFIG_FILE).exists() {
+        return Err(TrainError::Run(format!(
+            "{} is not a run folder (it has no {CONFIG_FILE}): --resume takes a folder that \
+             `chunkql train` wrote",
+            dir.display()
+        )));
+    }
+    let lock = lock_folder(dir).map_err(TrainError::Run)?;
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
     let stale = crate::fsutil::remove_stale_temporaries(dir)
         .map_err(|e| TrainError::Run(format!("{}: {e}", dir.display())))?;
@@ -300,6 +340,28 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         );
     }
     let checkpoint = dir.join(CHECKPOINT_FILE);
+    // The loop state, and with it the config the run started with, is in
+    // the checkpoint (a run stopped before its first has none yet).
+    let state: Option<LoopState> = match checkpoint.exists() {
+        false => None,
+        true => {
+            let info = read_checkpoint_info(&checkpoint)?;
+            Some(serde_json::from_value(info.extra).map_err(|e| {
+                TrainError::Run(format!(
+                    "{}: no training-loop state ({e})",
+                    checkpoint.display()
+                ))
+            })?)
+        }
+    };
+    if let Some(saved) = state.as_ref().and_then(|s| s.config.as_ref()) {
+        let mut changes = resume_check::config_changes(saved, &cfg);
+        if state.as_ref().is_some_and(|s| s.data_fingerprint.is_some()) {
+            // Moved data is fine: the fingerprint below says if it is the same.
+            changes.retain(|c| !c.starts_with("dataset "));
+        }
+        refuse_edits(dir, &cfg, changes)?;
+    }
     if cfg.idle_updates().is_some() {
         let decay = cfg.agent.lr_decay_steps;
         return Err(TrainError::Run(format!(
@@ -312,7 +374,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         )));
     }
     cfg.validate()?;
-    if !checkpoint.exists() {
+    let Some(state) = state else {
         // Killed before its first checkpoint: continuing exactly is
         // starting again from the saved config.
         eprintln!(
@@ -324,45 +386,18 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         for log in [METRICS_FILE, EVAL_FILE] {
             log::truncate_after(&dir.join(log), 0).map_err(TrainError::Run)?;
         }
-        return start(cfg, dir, stop);
-    }
+        return start(cfg, dir, stop, Some(lock));
+    };
     let device = parse_device(&cfg.device)?;
     set_threads(cfg.threads);
-    let info = read_checkpoint_info(&checkpoint)?;
-    let state: LoopState = serde_json::from_value(info.extra).map_err(|e| {
-        TrainError::Run(format!(
-            "{}: no training-loop state ({e})",
-            checkpoint.display()
-        ))
-    })?;
-    let changed = |changes: Vec<String>| -> Result<(), TrainError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        Err(TrainError::Run(format!(
-            "{} differs from the run {} was saved from in {} (saved, now); a run resumes \
-             with the config it started with: only {} may change",
-            dir.join(CONFIG_FILE).display(),
-            checkpoint.display(),
-            changes.join(", "),
-            "steps, threads, device, the log, eval (eval_every, eval_episodes, execute) and checkpoint settings, and dataset (to the same data moved)"
-        )))
-    };
-    if let Some(saved) = &state.config {
-        let mut changes = resume_check::config_changes(saved, &cfg);
-        if state.data_fingerprint.is_some() {
-            // Moved data is fine: the fingerprint below says if it is the same.
-            changes.retain(|c| !c.starts_with("dataset "));
-        }
-        changed(changes)?;
-    }
     let path = cfg.dataset_path();
     if !cfg.dataset.is_empty() && !path.exists() {
         return Err(TrainError::Run(format!(
             "{}: no such file (the run's data, `dataset` in {}); if it moved, point `dataset` \
-             at its new place: a fingerprint check makes sure it is the same data",
+             at its new place: a fingerprint check makes sure it is the same data{}",
             path.display(),
-            dir.join(CONFIG_FILE).display()
+            dir.join(CONFIG_FILE).display(),
+            cfg.regenerate_hint().unwrap_or_default()
         )));
     }
     let data = Arc::new(load_dataset(&cfg, &|m| eprintln!("{m}"))?);
@@ -380,11 +415,11 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
     }
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
     let mut agent = AnyAgent::load(&checkpoint, device)?;
-    changed(resume_check::agent_changes(
-        &agent,
+    refuse_edits(
+        dir,
         &cfg,
-        index.empty_batch(1).dims(),
-    ))?;
+        resume_check::agent_changes(&agent, &cfg, index.empty_batch(1).dims()),
+    )?;
     set_workers(&mut agent, &cfg, device)?;
     let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu)
         .ok_or_else(|| TrainError::Run(format!("{}: bad sampler state", checkpoint.display())))?;
@@ -421,6 +456,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         sampler,
         stop: stop.clone(),
         fingerprint,
+        _lock: lock,
     }
     .go()
 }
@@ -429,6 +465,27 @@ fn set_threads(threads: usize) {
     if threads > 0 {
         tch::set_num_threads(threads as i32);
     }
+}
+
+/// An error naming every edit of a resumed run's config that changes its
+/// numbers (`changes`: "key (saved, now)"), and `steps` past the decay too,
+/// so that one pass names all; `Ok` when there are none.
+fn refuse_edits(dir: &Path, cfg: &TrainConfig, changes: Vec<String>) -> Result<(), TrainError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::Run(format!(
+        "{} differs from the run {} was saved from in {} (saved, now); a run resumes with the \
+         config it started with: only steps, threads, device, the log, eval (eval_every, \
+         eval_episodes, execute) and checkpoint settings, and dataset (to the same data moved) \
+         may change{}",
+        dir.join(CONFIG_FILE).display(),
+        dir.join(CHECKPOINT_FILE).display(),
+        changes.join(", "),
+        cfg.idle_updates()
+            .map(|m| format!(". Also: {m}"))
+            .unwrap_or_default(),
+    )))
 }
 
 /// ", batch split over N threads" when updates are split.
@@ -483,6 +540,7 @@ impl Run {
             batch = batch.with_one_step();
         }
         let started = Instant::now();
+        let mut last_line = started;
         let first_step = self.agent.step();
         let mut final_eval = None;
         while self.agent.step() < cfg.steps {
@@ -496,13 +554,24 @@ impl Run {
                     metrics.critic_loss, metrics.actor_loss
                 )));
             }
-            if step % cfg.log_every == 0 || step == cfg.steps {
+            if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
                 let elapsed = started.elapsed().as_secs_f64();
                 let rate = (step - first_step) as f64 / elapsed.max(1e-9);
-                progress.set_message(format!(
+                let losses = format!(
                     "critic {:.4} actor {:.4} bc {:.4} q {:.2}",
                     metrics.critic_loss, metrics.actor_loss, metrics.bc_loss, metrics.q_mean
-                ));
+                );
+                // Without a terminal (a log file, a pipe) there is no bar:
+                // a line now and then says the run is alive.
+                if progress.is_hidden() && last_line.elapsed() >= PLAIN_PROGRESS_EVERY {
+                    last_line = Instant::now();
+                    eprintln!(
+                        "step {step}/{} ({:.0}%), {rate:.1} steps/s, {losses}",
+                        cfg.steps,
+                        100.0 * step as f64 / cfg.steps as f64
+                    );
+                }
+                progress.set_message(losses);
                 metrics_log
                     .append(&MetricsRow {
                         metrics,
@@ -511,7 +580,8 @@ impl Run {
                     .map_err(TrainError::Run)?;
             }
             let evaluate_now = cfg.evaluates()
-                && ((cfg.eval_every > 0 && step % cfg.eval_every == 0) || step == cfg.steps);
+                && ((cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every))
+                    || step == cfg.steps);
             if evaluate_now {
                 let report = self.evaluate()?;
                 say(&format!("step {step}: {report}"));
@@ -523,7 +593,7 @@ impl Run {
             // Read once, so that a stop asked for from here on waits for
             // the next update rather than skipping this one's checkpoint.
             let stopping = step < cfg.steps && self.stop.is_stopped();
-            if step % cfg.checkpoint_every == 0 || step == cfg.steps || stopping {
+            if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps || stopping {
                 metrics_log.flush().map_err(TrainError::Run)?;
                 eval_log.flush().map_err(TrainError::Run)?;
                 let state = LoopState {
@@ -588,6 +658,10 @@ impl Run {
         Ok(evaluate(&self.agent, &self.cfg.env, eval)?)
     }
 }
+
+/// How often a run without a terminal prints a progress line (at its
+/// next metrics update after this long).
+const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Seed of a run's evaluation episodes (disjoint from training data seeds).
 pub fn eval_seed(seed: u64) -> u64 {

@@ -160,7 +160,8 @@ fn eval_panel(area: &Area<'_>, title: &str, marks: &[EvalMark]) -> Drawn {
 }
 
 /// One panel: axes ranged over the finite points of `extent` (5% headroom
-/// in y; a single update gets a unit-wide x range), the series `draw` adds,
+/// in y, around a flat series 5% of its value or at least 0.5; a single
+/// update gets a unit-wide x range), the series `draw` adds,
 /// and their legend.
 fn panel(
     area: &Area<'_>,
@@ -191,13 +192,12 @@ fn panel(
     let decimals = if x1 - x0 >= 10.0 { 0 } else { 1 };
     let x_pad = (x1 - x0) * style.x_pad;
     (x0, x1) = (x0 - x_pad, x1 + x_pad);
-    let pad = ((y1 - y0).abs() * 0.05).max(1e-6);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
+        .build_cartesian_2d(x0..x1, y_axis(y0, y1))?;
     chart
         .configure_mesh()
         .x_desc("update")
@@ -212,6 +212,19 @@ fn panel(
             .draw()?;
     }
     Ok(())
+}
+
+/// The y axis over values in [y0, y1]: 5% headroom each side; a flat
+/// series (one evaluation, a constant) gets 5% of its value, at least 0.5,
+/// so that its tick labels differ.
+fn y_axis(y0: f64, y1: f64) -> std::ops::Range<f64> {
+    let flat = (y1 - y0).abs() <= 1e-9 * y0.abs().max(1.0);
+    let pad = if flat {
+        (y0.abs() * 0.05).max(0.5)
+    } else {
+        (y1 - y0).abs() * 0.05
+    };
+    (y0 - pad)..(y1 + pad)
 }
 
 #[cfg(test)]
@@ -265,5 +278,13 @@ mod tests {
             b"\x89PNG"
         );
         assert_eq!(&curves(&[eval_row(7, f64::NAN, None)])[..4], b"\x89PNG");
+    }
+
+    #[test]
+    fn a_flat_series_gets_a_readable_axis() {
+        assert_eq!(y_axis(0.0, 10.0), -0.5..10.5);
+        assert_eq!(y_axis(32.0, 32.0), 30.4..33.6);
+        assert_eq!(y_axis(0.0, 0.0), -0.5..0.5);
+        assert_eq!(y_axis(-100.0, -100.0), -105.0..-95.0);
     }
 }

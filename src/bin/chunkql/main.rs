@@ -39,6 +39,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`| head`) ends the
+    // program quietly, as it does any Unix tool, instead of a panic.
+    // SAFETY: sets a signal's disposition before any thread is started.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // Every update frees and allocates the same tensors again: keep the memory.
     chunkql::device::allocator::keep_freed_memory();

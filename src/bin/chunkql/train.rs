@@ -20,8 +20,9 @@ pub struct TrainArgs {
     /// `none`: train on --dataset, of any widths, without evaluation.
     #[arg(long)]
     pub env: Option<String>,
-    /// Step data (.npz, or .h5 with the hdf5 feature); default
-    /// data/<env>-<level>.npz, generated if missing.
+    /// Step data (.npz, or .h5/.hdf5 with the hdf5 feature); default
+    /// data/<env>-<level>.npz (data/<env>-<level>-<N>ep.npz for another
+    /// dataset_episodes than 100), generated if missing.
     #[arg(long)]
     pub dataset: Option<String>,
     /// dql (Diffusion-QL) or cpql.
@@ -64,7 +65,8 @@ pub struct EvalArgs {
     /// Episodes to run (default: the run's eval_episodes, else 10).
     #[arg(long)]
     pub episodes: Option<usize>,
-    /// Steps of each chunk executed before re-planning (default: the run's, or H).
+    /// Steps of each chunk executed before re-planning, 1 to H; 0 means H
+    /// (default: the run's `execute`, where 0 also means H).
     #[arg(long)]
     pub execute: Option<usize>,
     /// Seed of the episodes' starts and the policy's sampling noise (default:
@@ -164,7 +166,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
         None => {
             let cfg = config_of(&args)?;
             if args.print_config {
-                print!("{}", cfg.to_toml());
+                // Absolute, as a run saves it: a relative path in a config
+                // file is read from the file's folder, not from here.
+                print!("{}", cfg.with_absolute_dataset()?.to_toml());
                 return Ok(());
             }
             let dir = args.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
@@ -210,7 +214,7 @@ fn stop_on_ctrl_c(stop: &StopHandle) -> Result<()> {
         stop.stop();
         eprintln!(
             "\nstopping with a checkpoint once the update or evaluation in progress ends \
-             (Ctrl-C again quits at once)"
+             (a second Ctrl-C or SIGTERM quits at once)"
         );
     })
     .context("cannot install the Ctrl-C handler")
@@ -256,7 +260,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| train::eval_seed(run_seed));
     let execute = args
         .execute
-        .or_else(|| state.as_ref().map(|s| s.execute).filter(|&e| e > 0));
+        .or_else(|| state.as_ref().map(|s| s.execute))
+        .filter(|&e| e > 0);
     let agent = AnyAgent::load(&checkpoint, parse_device(&args.device)?)?;
     let episodes = args
         .episodes

@@ -87,9 +87,28 @@ fn unknown_keys_and_bad_values_name_the_key() {
     let err = TrainConfig::default()
         .with_overrides(&["agent.etta=1".into()])
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "--set agent.etta=1: unknown key `agent.etta`"
+    let message = err.to_string();
+    assert!(
+        message.starts_with("--set agent.etta=1: unknown key `agent.etta` (keys here: ")
+            && message.contains(", eta, "),
+        "{message}"
+    );
+    let err = TrainConfig::default()
+        .with_overrides(&["agent=1".into()])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("--set agent=1: `agent` is a section: set one of its keys"),
+        "{err}"
+    );
+    let err = TrainConfig::default()
+        .with_overrides(&["seed=9223372036854775808".into()])
+        .unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "(`9223372036854775808` is not a number TOML reads: integers must fit in 64 bits)"
+        ),
+        "{err}"
     );
     let err = TrainConfig::default()
         .with_overrides(&["horizon=many".into()])
@@ -290,4 +309,26 @@ fn more_workers_than_batch_rows_are_rejected() {
     );
     assert!(with(4, 4).is_ok());
     assert!(with(0, 1).is_ok(), "0 = automatic");
+}
+
+#[test]
+fn evaluation_settings_of_a_run_without_an_environment_are_noted() {
+    let no_env = TrainConfig {
+        env: NO_ENV.into(),
+        dataset: "line.npz".into(),
+        ..TrainConfig::default()
+    };
+    assert_eq!(no_env.unused_eval_settings(), None);
+    let set = no_env
+        .with_overrides(&["eval_episodes=5".into(), "execute=3".into()])
+        .unwrap();
+    let note = set.unused_eval_settings().unwrap();
+    assert!(
+        note.starts_with("note: eval_episodes, execute set, but a run with env = none"),
+        "{note}"
+    );
+    let evaluated = TrainConfig::default()
+        .with_overrides(&["eval_episodes=5".into()])
+        .unwrap();
+    assert_eq!(evaluated.unused_eval_settings(), None);
 }
