@@ -139,10 +139,50 @@ def check():
     assert mean == 2.0 and abs(half - 4.303 / math.sqrt(3)) < 1e-12, (mean, half)
     mean, half = summarize([5.0])
     assert mean == 5.0 and math.isnan(half)
-    print("scripts/results.py: interval arithmetic checked")
+    check_table()
+    print("scripts/results.py: interval arithmetic and the table checked")
 
 
-def table(names):
+def check_table():
+    """table() over summary.json files made here: the score and success
+    fields it reads, its rows worked by hand, and configurations with
+    missing seeds."""
+    import tempfile
+
+    def summary(score, success=None):
+        final = {"normalized_score": {"mean": score, "low": None, "high": None},
+                 "mean_return": {"mean": -1.0e6, "low": None, "high": None}}
+        if success is not None:
+            final["success_rate"] = {"mean": success, "low": 0.0, "high": 1.0}
+        return {"steps": STEPS, "final_eval": final}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+
+        def write(env, name, seed, data):
+            path = out / env / f"{name}-s{seed}" / "summary.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(data))
+
+        for seed, score in zip(SEEDS, [10.0, 20.0, 30.0]):
+            write("pendulum", "dql-h1", seed, summary(score))
+        write("pendulum", "bc-h4", 1, summary(7.0))
+        for seed, (score, success) in zip(SEEDS, [(50.0, 0.5), (60.0, 0.7), (70.0, 0.9)]):
+            write("pointmaze-umaze", "dql-h1", seed, summary(score, success))
+        text = table(["dql-h1", "bc-h4"], out).split("\n")
+    # 10, 20, 30: mean 20, sd 10, half-width 4.303 * 10 / sqrt(3) = 24.84.
+    assert "| dql-h1 | 20.0 ± 24.8 | 10.0, 20.0, 30.0 |" in text, text
+    assert "| bc-h4 | 7.0 (1 of 3 seeds) | 7.0 |" in text, text
+    # Success rates 0.5, 0.7, 0.9: mean 0.70.
+    assert "| dql-h1 | 60.0 ± 24.8 | 50.0, 60.0, 70.0 | 0.70 |" in text, text
+    assert "| bc-h4 | (not run) | | |" in text, text
+    assert sum(line.startswith("### ") for line in text) == len(ENVS), text
+
+
+def table(names, out=None):
+    """The markdown table of the runs under `out` (default runs/results); a
+    configuration with fewer seeds than SEEDS says how many it has."""
+    out = OUT if out is None else out
     lines = []
     for env in ENVS:
         lines.append(f"\n### {env}\n")
@@ -155,7 +195,7 @@ def table(names):
         for name, _ in selected(names):
             scores, successes = [], []
             for seed in SEEDS:
-                path = OUT / env / f"{name}-s{seed}" / "summary.json"
+                path = out / env / f"{name}-s{seed}" / "summary.json"
                 if not path.exists():
                     continue
                 final = json.loads(path.read_text())["final_eval"]
@@ -166,7 +206,10 @@ def table(names):
                 lines.append(f"| {name} | (not run) | |" + (" |" if has_success else ""))
                 continue
             mean, half = summarize(scores)
-            row = f"| {name} | {mean:.1f} ± {half:.1f} | {', '.join(f'{s:.1f}' for s in scores)} |"
+            cell = f"{mean:.1f} ± {half:.1f}" if len(scores) > 1 else f"{mean:.1f}"
+            if len(scores) < len(SEEDS):
+                cell += f" ({len(scores)} of {len(SEEDS)} seeds)"
+            row = f"| {name} | {cell} | {', '.join(f'{s:.1f}' for s in scores)} |"
             if has_success:
                 row += f" {sum(successes) / len(successes):.2f} |"
             lines.append(row)

@@ -337,6 +337,49 @@ fn exported_chunks_read_back_with_the_documented_keys() {
     assert_eq!(actions[[1, 2, 0]], 12.0);
     let start: ndarray::Array1<i64> = npz.by_name("start_index").unwrap();
     assert_eq!(start.to_vec(), vec![0, 1, 2, 3]);
+    // Every key holds the field of its name, in its documented shape (a key
+    // written under another's name, or [B, O, To] for [B, To, O], fails
+    // here); the fields themselves are the hand-worked table above.
+    let all = index.all();
+    let mut f32_key = |key: &str, shape: &[usize], field: &[f32]| {
+        let array: ndarray::ArrayD<f32> = npz.by_name(key).unwrap();
+        assert_eq!(array.shape(), shape, "{key}");
+        assert_eq!(array.iter().copied().collect::<Vec<_>>(), field, "{key}");
+    };
+    f32_key("observations", &[4, 2, 1], &all.observations);
+    f32_key("next_observations", &[4, 2, 1], &all.next_observations);
+    f32_key("actions", &[4, 3, 1], &all.actions);
+    f32_key("action_mask", &[4, 3], &all.action_mask);
+    f32_key("cumulative_reward", &[4], &all.cumulative_reward);
+    f32_key("chunk_done", &[4], &all.chunk_done);
+    f32_key("discount_factor", &[4], &all.discount_factor);
+    let tau: ndarray::Array1<i64> = npz.by_name("effective_length").unwrap();
+    assert_eq!(tau.to_vec(), all.effective_length);
+    assert_ne!(all.observations, all.next_observations);
+    assert_ne!(all.cumulative_reward, all.discount_factor);
+}
+
+/// Starts are drawn uniformly: 9000 draws over the 9 starts of the toy
+/// with next_observations land within 5 standard deviations of 1000 each
+/// (a draw from `0..n - 1`, which never reaches the last start, fails).
+#[test]
+fn sampling_draws_every_start_uniformly() {
+    let index = ChunkIndex::new(three_episodes(true), ChunkSpec::new(3, 0.5, 2).unwrap()).unwrap();
+    let n = index.len();
+    let draws = 1000 * n;
+    let batch = index.sample(draws, &mut ChaCha8Rng::seed_from_u64(3));
+    let mut counts = vec![0usize; n];
+    for &t in &batch.start_index {
+        counts[t as usize] += 1;
+    }
+    let (mean, p) = (1000.0, 1.0 / n as f64);
+    let sd = (draws as f64 * p * (1.0 - p)).sqrt();
+    for (start, &count) in counts.iter().enumerate() {
+        assert!(
+            (count as f64 - mean).abs() < 5.0 * sd,
+            "start {start} drawn {count} times of {draws} ({counts:?})"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
