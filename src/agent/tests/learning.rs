@@ -67,6 +67,7 @@ fn short_run_with<P: ChunkPolicy>(
         })
         .collect();
     let after = preference(&agent, &xs);
+    let far = preference(&agent, &[-0.2]);
     let (first, last) = (
         mean(&metrics[..50], |m| m.critic_loss),
         mean(&metrics[450..], |m| m.critic_loss),
@@ -75,7 +76,7 @@ fn short_run_with<P: ChunkPolicy>(
     let mean_action = chunks.mean(Kind::Float).double_value(&[]);
     eprintln!(
         "{name}: critic loss {first:.5} -> {last:.5}, Q(+1) - Q(-1) {before:.4} -> {after:.4}, \
-         mean action {mean_action:.3}, bc {:.4}",
+         at x = -0.2 {far:.4}, mean action {mean_action:.3}, bc {:.4}",
         mean(&metrics[450..], |m| m.bc_loss)
     );
     assert!(
@@ -88,6 +89,14 @@ fn short_run_with<P: ChunkPolicy>(
         after > 0.05 && after > before + 0.05,
         "{name}: Q preference {before} -> {after}"
     );
+    // At x = -0.2 no chunk reaches the goal (4 steps of at most 0.1), so
+    // both chunks earn -0.04 inside it: only the bootstrapped value of the
+    // state a chunk ends in can prefer +1 (a critic fitted to the chunk's
+    // reward alone gives 0 here; measured 0.48-0.73).
+    assert!(far > 0.2, "{name}: Q preference at x = -0.2 {far}");
+    // The data's own mean action is about 0.5 (noise 0.5), so this checks
+    // that acting returns chunks of the data's kind, not the Q term's
+    // effect (which the tests on noisy data below check).
     assert!(
         mean_action > 0.3,
         "{name}: the policy should move towards the goal, mean action {mean_action}"
@@ -186,22 +195,28 @@ fn rollout_return<P: ChunkPolicy>(agent: &ChunkAgent<P>) -> f64 {
 /// The Q term improves on the behaviour: the same run with eta = 0 (pure
 /// behaviour cloning) reproduces the data's mean action, about 0.1, and
 /// never reaches the goal; with eta = 1 the DDPM policy picks the
-/// goal-seeking mode out of the noise and reaches it (on seed 0; seeds 0-4
-/// return 0.79, -0.06, 0.71, -0.34, 0.51, see docs/agents.md).
+/// goal-seeking mode out of the noise and reaches it on most seeds (seeds
+/// 0-4 return 0.79, -0.06, 0.71, -0.34, 0.51, mean action 0.70, 0.37, 0.50,
+/// 0.11, 0.44; see docs/agents.md), so the mean over the five seeds is
+/// compared with cloning's (-0.48, 0.06).
 #[test]
 fn diffusion_ql_improves_on_behaviour_cloning() {
     let (cloned, cloned_return) = train_on_noisy_data::<DiffusionPolicy>(0.0, 500, 0);
-    let (improved, improved_return) = train_on_noisy_data::<DiffusionPolicy>(1.0, 500, 0);
+    let runs: Vec<(f64, f64)> = (0..5)
+        .map(|seed| train_on_noisy_data::<DiffusionPolicy>(1.0, 500, seed))
+        .collect();
     eprintln!(
         "Diffusion-QL: mean action, return: eta = 0 {cloned:.3}, {cloned_return:.3}; \
-         eta = 1 {improved:.3}, {improved_return:.3}"
+         eta = 1, seeds 0-4 {runs:.3?}"
     );
+    let improved = runs.iter().map(|r| r.0).sum::<f64>() / runs.len() as f64;
+    let improved_return = runs.iter().map(|r| r.1).sum::<f64>() / runs.len() as f64;
     assert!(
         cloned.abs() < 0.3,
         "cloning should give about 0.1, got {cloned}"
     );
     assert!(
-        improved > cloned + 0.3 && improved_return > cloned_return + 0.5,
+        improved > cloned + 0.2 && improved_return > cloned_return + 0.5,
         "the Q term should move the policy to the goal: mean action {cloned} -> {improved}, \
          return {cloned_return} -> {improved_return}"
     );
