@@ -470,3 +470,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "consistency_tests.rs"]
+mod formula_tests;
