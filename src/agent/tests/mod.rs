@@ -2,6 +2,7 @@
 //! an analytic value, multimodal behaviour cloning, learning on a small task,
 //! checkpoints and devices.
 
+mod act;
 mod bimodal;
 mod checkpoint;
 mod evaluation;

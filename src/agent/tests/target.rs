@@ -34,6 +34,11 @@ fn toy() -> Arc<StepDataset> {
 /// A DQL agent (H 3, A 1, To 1) whose target critics are linear:
 /// Q1'(s, c) = s + 2 sum(c), Q2'(s, c) = s + 1, so min = s + min(2 sum c, 1).
 fn agent(target: TargetKind, max_q_samples: usize) -> DiffusionQl {
+    agent_with_q2(target, max_q_samples, (&[1.0, 0.0, 0.0, 0.0], 1.0))
+}
+
+/// As [`agent`], with Q2' given as (weights on [s, c_0, c_1, c_2], bias).
+fn agent_with_q2(target: TargetKind, max_q_samples: usize, q2: (&[f32], f32)) -> DiffusionQl {
     let mut cfg = small_config(8);
     linear_critics(&mut cfg);
     cfg.target = target;
@@ -47,11 +52,7 @@ fn agent(target: TargetKind, max_q_samples: usize) -> DiffusionQl {
     };
     let agent = DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
     // Input layout: [obs (1), chunk (3)].
-    set_linear_critics(
-        &agent.target_vs,
-        (&[1.0, 2.0, 2.0, 2.0], 0.0),
-        (&[1.0, 0.0, 0.0, 0.0], 1.0),
-    );
+    set_linear_critics(&agent.target_vs, (&[1.0, 2.0, 2.0, 2.0], 0.0), q2);
     agent
 }
 
@@ -117,6 +118,49 @@ fn max_q_backup_takes_the_max_over_samples_of_the_min_over_critics() {
     assert_close(&y, &expected);
     // One row by hand: t=3: 1.75 + 0.125 (5.5 + 0.6) = 2.5125.
     assert!((y[3] - 2.5125).abs() < 1e-5);
+}
+
+/// With Q2' depending on the chunk, the max over samples of the min over
+/// critics differs from the min over critics of the max over samples (and
+/// from either critic alone, the max of both, or the min of everything).
+#[test]
+fn max_q_backup_is_max_of_min_not_min_of_max() {
+    let index = index(toy(), 3, 0.5, 1);
+    let batch = index.all();
+    // Q1'(s, c) = s + 2 sum(c), Q2'(s, c) = s - 2 sum(c) + 1.
+    let agent = agent_with_q2(TargetKind::Smdp, 3, (&[1.0, -2.0, -2.0, -2.0], 1.0));
+    let b = agent.tensors(&batch);
+    // Three samples per next state s', in rows 3i, 3i+1, 3i+2 (in a
+    // different order for each state, so that the max is not always at the
+    // same place), c = [x]*3, sum(c) = 3x:
+    //   x = 0.1:   Q1' = s' + 0.6, Q2' = s' + 0.4  -> min s' + 0.4
+    //   x = -0.5:  Q1' = s' - 3,   Q2' = s' + 4    -> min s' - 3
+    //   x = 0.25:  Q1' = s' + 1.5, Q2' = s' - 0.5  -> min s' - 0.5
+    // max_k min_j = s' + 0.4 (x = 0.1). Wrong orders give other values:
+    //   min_j max_k = min(s' + 1.5, s' + 4) = s' + 1.5
+    //   max_k Q1' = s' + 1.5; max_k Q2' = s' + 4; max_k max_j = s' + 4
+    //   min_k min_j = s' - 3; no max (first sample): s' + 0.4, - 3 or - 0.5.
+    let orders = [[0.1, -0.5, 0.25], [-0.5, 0.25, 0.1], [0.25, 0.1, -0.5]];
+    let xs: Vec<f32> = (0..9).flat_map(|i| orders[i % 3]).collect();
+    let next = Tensor::from_slice(&xs)
+        .view([27, 1, 1])
+        .expand([27, 3, 1], false)
+        .contiguous();
+    let y = values(&agent.critic_target(&b, &next));
+    // y = R + (1 - done) gamma^tau (s' + 0.4), with the chunk table of
+    // `smdp_target_matches_hand_computation`:
+    //   t=0..2 end in the termination: y = R = 3, 4, 4
+    //   t=3 (tau 3, s' 5.5): 1.75 + 0.125 * 5.9 = 2.4875
+    //   t=4 (tau 3, s' 6.5): 1.75 + 0.125 * 6.9 = 2.6125
+    //   t=5 (tau 2, s' 6.5): 1.5 + 0.25 * 6.9 = 3.225
+    //   t=6 (tau 1, s' 6.5): 1 + 0.5 * 6.9 = 4.45
+    //   t=7 (tau 2, s' 8.5): 16 + 0.25 * 8.9 = 18.225
+    //   t=8 (tau 1, s' 8.5): 16 + 0.5 * 8.9 = 20.45
+    // (min of max, s' + 1.5: t=3 gives 1.75 + 0.125 * 7 = 2.625, and so on.)
+    assert_close(
+        &y,
+        &[3.0, 4.0, 4.0, 2.4875, 2.6125, 3.225, 4.45, 18.225, 20.45],
+    );
 }
 
 #[test]
