@@ -6,12 +6,12 @@
 //! implementations it names land far outside its tolerance, so that those
 //! variants cannot pass.
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Tensor, nn};
 
 use super::*;
 use crate::noise::NoiseSource;
 use crate::policy::NetKind;
-use crate::policy::test_nets::KnownNet;
+use crate::policy::test_nets::{KnownNet, host, max_abs_diff};
 
 /// H = 2, A = 2, To = 1, O = 3.
 const DIMS: ChunkDims = ChunkDims {
@@ -38,18 +38,6 @@ fn known_policy(net: &KnownNet, cfg: &ConsistencyConfig) -> (nn::VarStore, Consi
     let policy = ConsistencyPolicy::new(&vs.root(), DIMS, &cfg);
     net.install(&vs, "net", TIME_DIM, COND as i64);
     (vs, policy)
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 /// reference-notes §2.3 (Karras et al. 2022 eq. 5): sigma_i =

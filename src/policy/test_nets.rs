@@ -1,7 +1,7 @@
 //! Tests only: weights that give an MLP denoiser a closed-form output, so
 //! that the policies' arithmetic can be checked against f64 formulas.
 
-use tch::{Tensor, nn};
+use tch::{Kind, Tensor, nn};
 
 /// Mish(y) = y tanh(ln(1 + e^y)), in f64.
 pub(crate) fn mish(y: f64) -> f64 {
@@ -95,4 +95,18 @@ fn mish_hand_values() {
     // c^2 = 13.825620, so (12.825620) / (14.825620) = 0.8650984.
     assert_eq!(mish(0.0), 0.0);
     assert!((mish(1.0) - 0.865_098_4).abs() < 1e-7, "{}", mish(1.0));
+}
+
+/// A tensor's values as f64, flattened.
+pub(crate) fn host(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+}
+
+/// The largest elementwise |a - b| (equal lengths).
+pub(crate) fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }

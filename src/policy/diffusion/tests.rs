@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use tch::Device;
 
 use super::*;
-use crate::policy::test_nets::{KnownNet, mish};
+use crate::policy::test_nets::{KnownNet, host, max_abs_diff, mish};
 use crate::policy::{DenoiserConfig, NetKind};
 
 /// H = 2, A = 2, To = 1, O = 3.
@@ -44,18 +44,6 @@ fn known_policy(
     let policy = DiffusionPolicy::new(&vs.root(), dims, &config(steps, beta_min, beta_max, vec![]));
     net.install(&vs, "net", TIME_DIM, dims.cond_dim() as i64);
     (vs, policy)
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 /// alpha_bar at step index i (the paper's t = i + 1), a fresh product.
