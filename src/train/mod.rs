@@ -148,10 +148,7 @@ struct Run {
 pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
     if dir.join(CONFIG_FILE).exists() {
-        return Err(TrainError::Run(format!(
-            "{} already holds a run; continue it with --resume {0} or choose another --out",
-            dir.display()
-        )));
+        return Err(holds_a_run(dir));
     }
     // Without its config the folder cannot be resumed, but a new run there
     // would append to its logs and mix two runs in one set of curves.
@@ -172,6 +169,14 @@ pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
         )));
     }
     start(cfg, dir, stop, None)
+}
+
+/// A new run was asked for in `dir`, which holds one.
+fn holds_a_run(dir: &Path) -> TrainError {
+    TrainError::Run(format!(
+        "{} already holds a run; continue it with --resume {0} or choose another --out",
+        dir.display()
+    ))
 }
 
 /// Starts the run `cfg` from update 0 in `dir`, under `lock` if the caller
@@ -260,11 +265,7 @@ fn start(
             // Another process may have started a run here since `train`
             // looked.
             if dir.join(CONFIG_FILE).exists() {
-                return Err(TrainError::Run(format!(
-                    "{} already holds a run; continue it with --resume {0} or choose another \
-                     --out",
-                    dir.display()
-                )));
+                return Err(holds_a_run(dir));
             }
             lock
         }
