@@ -169,10 +169,9 @@ impl TrainConfig {
             let path: Vec<&str> = key.trim().split('.').collect();
             let (last, parents) = path.split_last().expect("split yields at least one part");
             let unknown = |node: &toml::Table| {
-                let known: Vec<&str> = node.keys().map(String::as_str).collect();
                 set_error(format!(
                     "unknown key `{key}` (keys here: {})",
-                    known.join(", ")
+                    keys_of(node)
                 ))
             };
             let mut node = &mut table;
@@ -188,10 +187,9 @@ impl TrainConfig {
             match node.get(*last) {
                 None => return Err(unknown(node)),
                 Some(toml::Value::Table(section)) if !value.is_table() => {
-                    let known: Vec<&str> = section.keys().map(String::as_str).collect();
                     return Err(set_error(format!(
                         "`{key}` is a section: set one of its keys, {key}.KEY=VALUE (keys: {})",
-                        known.join(", ")
+                        keys_of(section)
                     )));
                 }
                 Some(_) => {}
@@ -207,7 +205,7 @@ impl TrainConfig {
                         .starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c))
                 {
                     message.push_str(&format!(
-                        " (`{}` is not a number TOML reads: integers must fit in 64 bits)",
+                        " (`{}` is not a number TOML can hold: integers must fit in 64 bits)",
                         raw.trim()
                     ));
                 }
@@ -473,6 +471,15 @@ fn key_on_line(text: &str, index: usize) -> Option<String> {
 }
 
 /// A `--set` value: TOML if it parses as one, else a plain string.
+/// A table's keys, comma-separated, for an error message.
+fn keys_of(table: &toml::Table) -> String {
+    table
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn parse_value(raw: &str) -> toml::Value {
     let wrapped = format!("v = {raw}");
     match wrapped.parse::<toml::Table>() {

@@ -106,7 +106,7 @@ fn unknown_keys_and_bad_values_name_the_key() {
         .unwrap_err();
     assert!(
         err.to_string().ends_with(
-            "(`9223372036854775808` is not a number TOML reads: integers must fit in 64 bits)"
+            "(`9223372036854775808` is not a number TOML can hold: integers must fit in 64 bits)"
         ),
         "{err}"
     );
