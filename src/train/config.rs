@@ -470,7 +470,6 @@ fn key_on_line(text: &str, index: usize) -> Option<String> {
     }
 }
 
-/// A `--set` value: TOML if it parses as one, else a plain string.
 /// A table's keys, comma-separated, for an error message.
 fn keys_of(table: &toml::Table) -> String {
     table
@@ -480,6 +479,7 @@ fn keys_of(table: &toml::Table) -> String {
         .join(", ")
 }
 
+/// A `--set` value: TOML if it parses as one, else a plain string.
 fn parse_value(raw: &str) -> toml::Value {
     let wrapped = format!("v = {raw}");
     match wrapped.parse::<toml::Table>() {
