@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     let data = Arc::new(generate("pendulum", Level::Medium, 10, 0)?);
     let index = ChunkIndex::new(data.clone(), ChunkSpec::new(4, 0.99, 1)?)?;
     println!("{}", index.summary());
-    let dims = index.empty_batch(1).dims();
+    let dims = index.dims();
     let mut agent = DiffusionQl::new(
         AgentConfig::default(),
         dims,

@@ -8,7 +8,9 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+#[cfg(test)]
+use tch::Kind;
+use tch::{Device, Tensor};
 
 /// A seeded stream of noise tensors on one device.
 #[derive(Debug, Clone)]
@@ -74,6 +76,7 @@ impl NoiseSource {
     }
 
     /// `[n]` integers uniform in `0..high`, on the host.
+    #[cfg(test)]
     pub fn host_integers(&mut self, n: usize, high: usize) -> Vec<usize> {
         (0..n).map(|_| self.rng.random_range(0..high)).collect()
     }
@@ -122,7 +125,7 @@ impl NoiseSource {
     /// Rebuilds a source at exactly the saved position; `None` if the state is
     /// malformed.
     pub fn from_state(state: &NoiseState, device: Device) -> Option<Self> {
-        if state.seed.len() != 64 {
+        if state.seed.len() != 64 || !state.seed.is_ascii() {
             return None;
         }
         let mut seed = [0u8; 32];
@@ -142,11 +145,6 @@ impl NoiseSource {
     }
 }
 
-/// A tensor of ones, f32, on `device`.
-pub fn ones(shape: &[i64], device: Device) -> Tensor {
-    Tensor::ones(shape, (Kind::Float, device))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +161,29 @@ mod tests {
         assert_eq!(a.host_integers(5, 100), restored.host_integers(5, 100));
         let json = serde_json::to_string(&saved).unwrap();
         assert_eq!(serde_json::from_str::<NoiseState>(&json).unwrap(), saved);
+    }
+
+    #[test]
+    fn malformed_states_are_refused_not_panicked_on() {
+        let good = NoiseSource::new(3, Device::Cpu).state();
+        let mut bad = vec![];
+        for seed in ["00".repeat(31) + "é", "zz".repeat(32), "00".repeat(31)] {
+            bad.push(NoiseState {
+                seed,
+                ..good.clone()
+            });
+        }
+        bad.push(NoiseState {
+            word_pos: "-1".into(),
+            ..good.clone()
+        });
+        for state in &bad {
+            assert!(
+                NoiseSource::from_state(state, Device::Cpu).is_none(),
+                "{state:?}"
+            );
+        }
+        assert!(NoiseSource::from_state(&good, Device::Cpu).is_some());
     }
 
     #[test]

@@ -248,6 +248,25 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
             "steps = 30 runs past this run's learning-rate decay (agent.lr_decay_steps = 20, \
              agent.lr_min = 0): its learning rates are 0 from update 20 on",
         ));
+    // An edit of a setting that may change, to a value no run may have, is
+    // refused naming the run's config file.
+    let no_log: Vec<&str> = saved
+        .lines()
+        .map(|line| match line.starts_with("log_every = ") {
+            true => "log_every = 0",
+            false => line,
+        })
+        .collect();
+    assert!(no_log.contains(&"log_every = 0"), "{saved}");
+    std::fs::write(run.join("config.toml"), no_log.join("\n")).unwrap();
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "config.toml: invalid config: log_every must be at least 1",
+        ));
     let moved = dir.path().join("moved").join("pendulum.npz");
     std::fs::create_dir(moved.parent().unwrap()).unwrap();
     std::fs::rename(dir.path().join("pendulum.npz"), &moved).unwrap();

@@ -158,6 +158,37 @@ fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
         ));
 }
 
+/// A batch too large for memory is refused, once the data's widths are
+/// known, before anything is allocated.
+#[test]
+fn a_batch_beyond_the_memory_limit_is_refused_naming_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = line_data(dir.path());
+    // Line data (O 2, A 1), H 4096, To 4096: a transition is
+    // 4 (2 * 4096 * 2 + 4096 * 1 + 4096 + 3) + 16 = 98332 bytes, and 65536
+    // of them 6.0 GiB.
+    chunkql()
+        .args(["train", "--env", "none", "--dataset"])
+        .arg(&line)
+        .args(["--horizon", "4096", "--set", "obs_horizon=4096"])
+        .args(["--set", "batch_size=65536", "--out"])
+        .arg(dir.path().join("run"))
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicate::str::ends_with(
+            "error: invalid config: a batch of 65536 chunks (H 4096, To 4096, observation 2, \
+             action 1) would take 6.0 GiB, more than 4.0 GiB: lower batch_size, horizon or \
+             obs_horizon\n",
+        ));
+    assert!(
+        !dir.path()
+            .join("run")
+            .join("checkpoint.safetensors")
+            .exists()
+    );
+}
+
 /// A D4RL-layout HDF5 file (as h5py writes it) of a task without a built-in
 /// environment trains with env = none: the path users with their own data
 /// take.

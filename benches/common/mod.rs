@@ -47,7 +47,7 @@ pub fn agent<P: ChunkPolicy>(
     workers: Option<usize>,
     device: Device,
 ) -> ChunkAgent<P> {
-    let dims = index.empty_batch(1).dims();
+    let dims = index.dims();
     let mut agent = ChunkAgent::new(cfg, dims, Normalizer::fit(index.data()), device, 0).unwrap();
     let threads = tch::get_num_threads().max(1) as usize;
     let count = workers.unwrap_or_else(|| auto_workers(device, threads, BATCH));

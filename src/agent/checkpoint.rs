@@ -170,7 +170,8 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
         let tensors =
             SafeTensors::deserialize(&bytes).map_err(|e| checkpoint_error(path, e.to_string()))?;
         let get = |name: &str| tensors.tensor(name).ok().as_ref().and_then(from_view);
-        let mut agent = Self::new(info.config, info.dims, info.normalizer, device, info.seed)?;
+        let mut agent = Self::new(info.config, info.dims, info.normalizer, device, info.seed)
+            .map_err(|e| checkpoint_error(path, e.to_string()))?;
         tch::no_grad(|| {
             for (store, name, var) in agent.variables() {
                 let key = format!("{store}/{name}");

@@ -176,10 +176,12 @@ impl AgentConfig {
         if self.best_of_n == 0 {
             return bad("best_of_n", "must be at least 1".into());
         }
-        if !(self.reward_scale.is_finite() && self.reward_scale != 0.0) {
+        // Positive: a negative scale would turn the critic's maximisation
+        // into a minimisation of the return.
+        if !(self.reward_scale.is_finite() && self.reward_scale > 0.0) {
             return bad(
                 "reward_scale",
-                format!("must be a non-zero number, got {}", self.reward_scale),
+                format!("must be a positive number, got {}", self.reward_scale),
             );
         }
         check_diffusion(&self.diffusion)?;

@@ -34,7 +34,7 @@ pub use target::{bellman_target, max_over_samples};
 pub use tracking::{Tracking, set_requires_grad};
 pub use workers::{MIN_SLICE_ROWS, Workers, auto_workers};
 
-use crate::chunk::{ChunkBatch, ChunkDims};
+use crate::chunk::{ChunkBatch, ChunkDims, MAX_LENGTH};
 use crate::critic::{TwinCritic, full_mask};
 use crate::data::Normalizer;
 use crate::nn::reset_parameters;
@@ -103,6 +103,8 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
         seed: u64,
     ) -> Result<Self, AgentError> {
         config.validate()?;
+        check_dims(dims).map_err(AgentError::Config)?;
+        normalizer.check().map_err(AgentError::Config)?;
         if normalizer.obs_dim() != dims.obs_dim || normalizer.act_dim() != dims.act_dim {
             return Err(AgentError::Config(format!(
                 "normalizer is for observation {} / action {}, the data has {} / {}",
@@ -214,7 +216,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
     pub fn critic_step(&mut self, b: &TensorBatch, next_chunks: &Tensor) -> CriticStats {
         let y = self.critic_target(b, next_chunks);
         let (q1, q2) = self.critic.forward(&b.obs, &b.actions, &b.critic_mask);
-        let loss = (&q1 - &y).square().mean(Kind::Float) + (&q2 - &y).square().mean(Kind::Float);
+        let loss = step::critic_loss(&q1, &q2, &y, b.len());
         self.critic_opt.zero_grad();
         loss.backward();
         let grad_norm = self.critic_opt.clip_grad_norm(self.config.grad_clip);
@@ -300,8 +302,9 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
     /// a full mask, each `[B]` (for analysis and tests).
     pub fn q_values(&self, obs_history: &Tensor, chunks: &Tensor) -> (Tensor, Tensor) {
         tch::no_grad(|| {
-            let obs = self.norm.observations(&obs_history.to_device(self.device));
-            let scaled = self.norm.scale_actions(&chunks.to_device(self.device));
+            let on_device = |x: &Tensor| x.to_device(self.device).to_kind(Kind::Float);
+            let obs = self.norm.observations(&on_device(obs_history));
+            let scaled = self.norm.scale_actions(&on_device(chunks));
             let mask = full_mask(scaled.size()[0], self.dims.horizon as i64, self.device);
             self.critic.forward(&obs, &scaled, &mask)
         })
@@ -335,6 +338,25 @@ pub struct CriticStats {
     pub q_mean: f64,
     pub target_mean: f64,
     pub grad_norm: f64,
+}
+
+/// H and To in 1..=[`MAX_LENGTH`], O and A at least 1: what a chunk
+/// index guarantees, checked again for dims read from a checkpoint.
+fn check_dims(dims: ChunkDims) -> Result<(), String> {
+    let lengths = [("horizon", dims.horizon), ("obs_horizon", dims.obs_horizon)];
+    for (name, value) in lengths {
+        if !(1..=MAX_LENGTH).contains(&value) {
+            return Err(format!(
+                "dims: {name} must lie in 1..={MAX_LENGTH}, got {value}"
+            ));
+        }
+    }
+    for (name, value) in [("obs_dim", dims.obs_dim), ("act_dim", dims.act_dim)] {
+        if value < 1 {
+            return Err(format!("dims: {name} must be at least 1, got {value}"));
+        }
+    }
+    Ok(())
 }
 
 /// Each row of `x` `[B, ...]` repeated k times in place: `[B*k, ...]`.

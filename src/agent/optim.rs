@@ -117,7 +117,8 @@ impl Adam {
     }
 
     /// One Adam update: m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2,
-    /// p <- p - lr/(1-b1^k) * m / (sqrt(v)/sqrt(1-b2^k) + eps).
+    /// p <- p - lr/(1-b1^k) * m / (sqrt(v)/sqrt(1-b2^k) + eps); with lr 0
+    /// p stays as it is.
     pub fn step(&mut self) {
         self.step += 1;
         let k = self.step as i32;
@@ -129,6 +130,11 @@ impl Adam {
             let _ = self.m.lerp_(g, 1.0 - self.beta1);
             let _ = g.square_out(d);
             let _ = self.v.lerp_(d, 1.0 - self.beta2);
+            if step_size == 0.0 {
+                // lr 0 (a cosine decay's end): the moments move, the
+                // parameters stay (the division below would give 0 / 0).
+                return;
+            }
             // p + m / d with d = -(sqrt(v) / bias2_sqrt + eps) / step_size.
             let _ = self.v.sqrt_out(d);
             let _ = d
@@ -218,6 +224,28 @@ mod tests {
         assert!(
             (g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5,
             "{g:?}"
+        );
+    }
+
+    /// lr 0 (where a cosine decay to lr_min = 0 ends) leaves the parameters
+    /// exactly as they are, even one whose gradient and moments are 0 (the
+    /// update would be 0 / 0 there), and still moves the moments: the next
+    /// step with lr > 0 is the second Adam step, as in torch.
+    #[test]
+    fn a_zero_learning_rate_leaves_parameters_unchanged() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f32, 0.0]));
+        let mut adam = Adam::new(&vs, 0.0);
+        // loss = w0^2 -> g = [2, 0]: the second coordinate's v stays 0.
+        adam.zero_grad();
+        w.get(0).square().backward();
+        adam.step();
+        let got: Vec<f32> = Vec::try_from(&w).unwrap();
+        assert_eq!(got, vec![1.0, 0.0]);
+        let m: Vec<f32> = Vec::try_from(&adam.m).unwrap();
+        assert!(
+            (m[0] - 0.2).abs() < 1e-6 && m[1] == 0.0,
+            "m = (1 - b1) g: {m:?}"
         );
     }
 

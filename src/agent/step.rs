@@ -1,4 +1,4 @@
-//! One update (DESIGN.md 4) over slices of the batch, each slice's forward
+//! One update (DESIGN.md 1) over slices of the batch, each slice's forward
 //! and backward passes on its own worker thread ([`Workers`]); the optimiser
 //! steps, target updates and learning rates run between the phases on the
 //! calling thread.
@@ -136,19 +136,19 @@ impl<P: ChunkPolicy> Nets<'_, P> {
         let next = self.next_chunks(b, noise);
         let y = self.critic_target(b, &next);
         let (q1, q2) = self.critic.forward(&b.obs, &b.actions, &b.critic_mask);
-        let critic_loss = ((&q1 - &y).square().sum(Kind::Float)
-            + (&q2 - &y).square().sum(Kind::Float))
-            / total as f64;
+        let critic_loss = critic_loss(&q1, &q2, &y, total);
         let critic_grad = packed_gradient(&critic_loss, critic_vars);
 
         let bc = self.policy.bc_loss(&b.obs, &b.actions, self.ema, noise) * share;
         let chunks = (self.config.eta > 0.0).then(|| self.policy.sample(&b.obs, noise));
+        let [critic_loss, q1_sum, y_sum, bc_loss] =
+            host_scalars([&critic_loss, &q1.sum(Kind::Float), &y.sum(Kind::Float), &bc]);
         SliceA {
             critic_grad,
-            critic_loss: critic_loss.double_value(&[]),
-            q1_sum: q1.sum(Kind::Float).double_value(&[]),
-            y_sum: y.sum(Kind::Float).double_value(&[]),
-            bc_loss: bc.double_value(&[]),
+            critic_loss,
+            q1_sum,
+            y_sum,
+            bc_loss,
             bc,
             obs: b.obs.shallow_clone(),
             chunks,
@@ -160,13 +160,29 @@ impl<P: ChunkPolicy> Nets<'_, P> {
         let chunks = a.chunks.expect("phase A sampled a_pi");
         let mask = full_mask(chunks.size()[0], self.dims.horizon as i64, self.device);
         let (q1, q2) = self.critic.forward(&a.obs, &chunks, &mask);
+        let [q1_sum, q2_abs_sum] = host_scalars([&q1.sum(Kind::Float), &q2.abs().sum(Kind::Float)]);
         SliceB {
             bc: a.bc,
-            q1_sum: q1.sum(Kind::Float).double_value(&[]),
-            q2_abs_sum: q2.abs().sum(Kind::Float).double_value(&[]),
+            q1_sum,
+            q2_abs_sum,
             q1,
         }
     }
+}
+
+/// L = mean (Q1 - y)^2 + mean (Q2 - y)^2, the means over a batch of `total`
+/// rows, of which q1, q2, y `[b]` are a slice (b = total: the whole loss).
+pub(super) fn critic_loss(q1: &Tensor, q2: &Tensor, y: &Tensor, total: i64) -> Tensor {
+    ((q1 - y).square().sum(Kind::Float) + (q2 - y).square().sum(Kind::Float)) / total as f64
+}
+
+/// The values of N scalar tensors, read to the host in one copy: on a GPU
+/// one wait for the device instead of one per number.
+fn host_scalars<const N: usize>(scalars: [&Tensor; N]) -> [f64; N] {
+    let stacked = tch::no_grad(|| Tensor::stack(&scalars, 0).to_kind(Kind::Double));
+    let values = Vec::<f64>::try_from(stacked.to_device(tch::Device::Cpu))
+        .expect("a stack of scalars reads as f64");
+    values.try_into().expect("N values")
 }
 
 /// A [`Nets`] of an agent, borrowing only the fields it names (so that the

@@ -27,6 +27,25 @@ impl ChunkDims {
     pub fn chunk_dim(&self) -> usize {
         self.horizon * self.act_dim
     }
+
+    /// Bytes of `count` transitions in a [`ChunkBatch`] (the one-step
+    /// columns aside): float32 histories `2 To O`, chunk `H A`, mask `H` and
+    /// three scalars, and two int64s. Computed in u128, so it cannot
+    /// overflow for any widths.
+    pub fn bytes(&self, count: usize) -> u128 {
+        let (to, o, h, a) = (
+            self.obs_horizon as u128,
+            self.obs_dim as u128,
+            self.horizon as u128,
+            self.act_dim as u128,
+        );
+        count as u128 * (4 * (2 * to * o + h * a + h + 3) + 16)
+    }
+}
+
+/// `bytes` in GiB, one decimal, for messages.
+pub fn gib(bytes: u128) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 /// B chunk transitions. Shapes use B = batch size, To = obs horizon,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rand::{Rng, RngExt};
 
-use super::batch::ChunkBatch;
+use super::batch::{ChunkBatch, ChunkDims};
 use super::prefetch::prefetch;
 use super::spec::{ChunkError, ChunkSpec};
 use crate::data::{EpisodeEnd, StepDataset};
@@ -50,12 +50,9 @@ impl ChunkIndex {
     pub fn new(data: Arc<StepDataset>, spec: ChunkSpec) -> Result<Self, ChunkError> {
         spec.validate()?;
         if data.len() >= u32::MAX as usize {
-            return Err(ChunkError::NothingToSample {
+            return Err(ChunkError::TooManyRows {
                 file: data.source().to_string(),
-                reason: format!(
-                    "{} rows is more than this index holds (2^32 - 1)",
-                    data.len()
-                ),
+                rows: data.len(),
             });
         }
         let has_next = data.next_observations().is_some();
@@ -212,6 +209,16 @@ impl ChunkIndex {
     pub fn all(&self) -> ChunkBatch {
         let positions: Vec<usize> = (0..self.len()).collect();
         self.gather(&positions)
+    }
+
+    /// Shapes of this index's transitions.
+    pub fn dims(&self) -> ChunkDims {
+        ChunkDims {
+            obs_dim: self.data.obs_dim(),
+            act_dim: self.data.act_dim(),
+            horizon: self.spec.horizon,
+            obs_horizon: self.spec.obs_horizon,
+        }
     }
 
     /// A zeroed batch shaped for this index.

@@ -11,9 +11,7 @@ mod tests;
 
 use std::path::Path;
 
-use ndarray::ArrayD;
-
-pub use batch::{ChunkBatch, ChunkDims, OneStep};
+pub use batch::{ChunkBatch, ChunkDims, OneStep, gib};
 pub use index::{ChunkIndex, ChunkSummary, PREFETCH_BLOCK};
 pub use spec::{ChunkError, ChunkSpec, MAX_LENGTH};
 
@@ -38,25 +36,22 @@ pub const CHUNK_KEYS: [&str; 9] = [
 pub fn write_chunks_npz(path: &Path, batch: &ChunkBatch) -> Result<(), DataError> {
     let (b, h, to) = (batch.len(), batch.spec.horizon, batch.spec.obs_horizon);
     let (o, a) = (batch.obs_dim, batch.act_dim);
-    let f32s = |shape: Vec<usize>, v: &[f32]| {
-        NpzArray::F32(ArrayD::from_shape_vec(shape, v.to_vec()).expect("batch shape"))
-    };
-    let i64s = |v: &[i64]| {
-        NpzArray::I64(ArrayD::from_shape_vec(vec![b], v.to_vec()).expect("batch shape"))
-    };
     let arrays = [
-        (CHUNK_KEYS[0], f32s(vec![b, to, o], &batch.observations)),
+        (
+            CHUNK_KEYS[0],
+            NpzArray::f32(&[b, to, o], &batch.observations),
+        ),
         (
             CHUNK_KEYS[1],
-            f32s(vec![b, to, o], &batch.next_observations),
+            NpzArray::f32(&[b, to, o], &batch.next_observations),
         ),
-        (CHUNK_KEYS[2], f32s(vec![b, h, a], &batch.actions)),
-        (CHUNK_KEYS[3], f32s(vec![b, h], &batch.action_mask)),
-        (CHUNK_KEYS[4], f32s(vec![b], &batch.cumulative_reward)),
-        (CHUNK_KEYS[5], f32s(vec![b], &batch.chunk_done)),
-        (CHUNK_KEYS[6], i64s(&batch.effective_length)),
-        (CHUNK_KEYS[7], f32s(vec![b], &batch.discount_factor)),
-        (CHUNK_KEYS[8], i64s(&batch.start_index)),
+        (CHUNK_KEYS[2], NpzArray::f32(&[b, h, a], &batch.actions)),
+        (CHUNK_KEYS[3], NpzArray::f32(&[b, h], &batch.action_mask)),
+        (CHUNK_KEYS[4], NpzArray::f32(&[b], &batch.cumulative_reward)),
+        (CHUNK_KEYS[5], NpzArray::f32(&[b], &batch.chunk_done)),
+        (CHUNK_KEYS[6], NpzArray::i64(&[b], &batch.effective_length)),
+        (CHUNK_KEYS[7], NpzArray::f32(&[b], &batch.discount_factor)),
+        (CHUNK_KEYS[8], NpzArray::i64(&[b], &batch.start_index)),
     ];
     write_npz_arrays(path, &arrays)
 }

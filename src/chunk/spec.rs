@@ -16,11 +16,14 @@ pub enum ChunkError {
     TooLong { name: &'static str, value: usize },
     #[error("{file}: no chunk start can be sampled: {reason}")]
     NothingToSample { file: String, reason: String },
+    #[error("{file}: {rows} rows are more than a chunk index holds (2^32 - 1)")]
+    TooManyRows { file: String, rows: usize },
 }
 
 /// The longest chunk H and history To: far beyond any action chunk in use
-/// (8-64 steps), and small enough that a batch's `[B, H, A]` and the index's
-/// per-row tables cannot overflow or exhaust memory by themselves.
+/// (8-64 steps), and small enough that the index's per-row tables cannot
+/// overflow. What a batch or an exported table of such chunks would take
+/// in memory is checked where one is made ([`ChunkDims::bytes`](super::ChunkDims::bytes)).
 pub const MAX_LENGTH: usize = 4096;
 
 /// Chunk length `H`, discount `gamma` and observation-history length `To`.

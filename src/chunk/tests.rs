@@ -321,6 +321,34 @@ fn sampling_is_reproducible_for_a_seed_and_reuses_the_batch() {
 }
 
 #[test]
+fn batch_bytes_count_every_column_of_a_batch() {
+    // O 3, A 2, H 4, To 2: 4 (2 * 2 * 3 + 4 * 2 + 4 + 3) + 16 = 4 * 27 + 16 = 124.
+    let spec = ChunkSpec::new(4, 0.9, 2).unwrap();
+    let batch = ChunkBatch::zeros(5, spec, 3, 2);
+    assert_eq!(batch.dims().bytes(1), 124);
+    assert_eq!(batch.dims().bytes(5), 620);
+    let held = 4
+        * (batch.observations.len()
+            + batch.next_observations.len()
+            + batch.actions.len()
+            + batch.action_mask.len()
+            + batch.cumulative_reward.len()
+            + batch.chunk_done.len()
+            + batch.discount_factor.len())
+        + 8 * (batch.effective_length.len() + batch.start_index.len());
+    assert_eq!(batch.dims().bytes(5), held as u128);
+    // The largest widths do not overflow: u128 holds them.
+    let huge = ChunkDims {
+        obs_dim: usize::MAX,
+        act_dim: usize::MAX,
+        horizon: MAX_LENGTH,
+        obs_horizon: MAX_LENGTH,
+    };
+    assert!(huge.bytes(65_536) > 1 << 64);
+    assert_eq!(gib(3 << 29), "1.5 GiB");
+}
+
+#[test]
 fn exported_chunks_read_back_with_the_documented_keys() {
     let index = ChunkIndex::new(three_episodes(false), ChunkSpec::new(3, 0.5, 2).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -115,13 +115,9 @@ impl ChunkCritic {
     pub fn forward(&self, obs: &Tensor, chunk: &Tensor, mask: &Tensor) -> Tensor {
         let b = chunk.size()[0];
         match self {
-            ChunkCritic::Mlp { head, use_mask } => {
-                let mut parts = vec![obs.shallow_clone(), chunk.view([b, -1])];
-                if *use_mask {
-                    parts.push(mask.shallow_clone());
-                }
-                head.forward(&Tensor::cat(&parts, 1)).view([b])
-            }
+            ChunkCritic::Mlp { head, use_mask } => head
+                .forward(&flat_input(obs, chunk, mask, *use_mask))
+                .view([b]),
             ChunkCritic::Unet {
                 state,
                 sequence,
@@ -178,11 +174,9 @@ impl TwinCritic {
         match self {
             TwinCritic::Stacked { heads, use_mask } => {
                 let b = chunk.size()[0];
-                let mut parts = vec![obs.shallow_clone(), chunk.view([b, -1])];
-                if *use_mask {
-                    parts.push(mask.shallow_clone());
-                }
-                let q = heads.forward(&Tensor::cat(&parts, 1)).view([2, b]);
+                let q = heads
+                    .forward(&flat_input(obs, chunk, mask, *use_mask))
+                    .view([2, b]);
                 (q.get(0), q.get(1))
             }
             TwinCritic::Pair { q1, q2 } => {
@@ -196,6 +190,17 @@ impl TwinCritic {
         let (q1, q2) = self.forward(obs, chunk, mask);
         q1.minimum(&q2)
     }
+}
+
+/// The `mlp` critic's input: obs `[B, To*O]`, chunk `[B, H, A]` and, with
+/// `use_mask`, mask `[B, H]` -> `[B, To*O + H*A (+ H)]`.
+fn flat_input(obs: &Tensor, chunk: &Tensor, mask: &Tensor, use_mask: bool) -> Tensor {
+    let b = chunk.size()[0];
+    let mut parts = vec![obs.shallow_clone(), chunk.view([b, -1])];
+    if use_mask {
+        parts.push(mask.shallow_clone());
+    }
+    Tensor::cat(&parts, 1)
 }
 
 /// A mask of ones `[B, H]` for policy chunks (every step real).
@@ -254,6 +259,14 @@ mod tests {
             assert!(
                 !twin.forward(&obs, &chunk, &short_mask).0.equal(&q1),
                 "{kind:?}: mask is an input"
+            );
+            // One critic alone (the library's single-critic type).
+            let single = ChunkCritic::new(&(vs.root() / "single"), dims, &cfg);
+            let q = single.forward(&obs, &chunk, &mask);
+            assert_eq!(q.size(), vec![4]);
+            assert!(
+                !single.forward(&obs, &chunk, &short_mask).equal(&q),
+                "{kind:?}: mask is an input of a single critic"
             );
         }
     }

@@ -403,7 +403,9 @@ pub fn find_episodes(terminals: &[bool], timeouts: &[bool]) -> Vec<Episode> {
     episodes
 }
 
-fn into_vec<T: Clone>(array: ArrayD<T>) -> Vec<T> {
+/// Row-major values of `array`, without a copy where it is already laid out
+/// so.
+pub(crate) fn into_vec<T: Clone>(array: ArrayD<T>) -> Vec<T> {
     let array = if array.is_standard_layout() {
         array
     } else {
@@ -417,7 +419,17 @@ fn into_vec<T: Clone>(array: ArrayD<T>) -> Vec<T> {
 /// Flattens a float column and rejects NaN/inf, naming the first bad row.
 fn finite_rows(file: &str, key: &str, array: ArrayD<f32>) -> Result<Vec<f32>, DataError> {
     let width: usize = array.shape()[1..].iter().product();
-    let values = into_vec(array);
+    check_finite(file, key, width, into_vec(array))
+}
+
+/// Rejects NaN/inf in row-major `values` of rows `width` wide, naming the
+/// file, the key and the first bad row.
+pub(crate) fn check_finite(
+    file: &str,
+    key: &str,
+    width: usize,
+    values: Vec<f32>,
+) -> Result<Vec<f32>, DataError> {
     if let Some(index) = values.iter().position(|v| !v.is_finite()) {
         return Err(DataError::NonFinite {
             file: file.to_string(),

@@ -90,6 +90,46 @@ impl Normalizer {
         self
     }
 
+    /// Checks what [`Normalizer::fit`] guarantees, for one read from a file:
+    /// `[O]` means and stds, `[A]` lows and highs, all finite, each std at
+    /// least [`MIN_STD`] and each low below its high.
+    pub fn check(&self) -> Result<(), String> {
+        if self.obs_std.len() != self.obs_mean.len()
+            || self.action_high.len() != self.action_low.len()
+        {
+            return Err(format!(
+                "normalizer widths disagree: obs_mean {}, obs_std {}, action_low {}, \
+                 action_high {}",
+                self.obs_mean.len(),
+                self.obs_std.len(),
+                self.action_low.len(),
+                self.action_high.len()
+            ));
+        }
+        let all = [
+            &self.obs_mean,
+            &self.obs_std,
+            &self.action_low,
+            &self.action_high,
+        ];
+        if all.iter().any(|v| v.iter().any(|x| !x.is_finite())) {
+            return Err("normalizer holds a non-finite number".into());
+        }
+        if let Some(k) = self.obs_std.iter().position(|&s| s < MIN_STD) {
+            return Err(format!(
+                "normalizer obs_std[{k}] = {} is below {MIN_STD}",
+                self.obs_std[k]
+            ));
+        }
+        if let Some(k) = (0..self.act_dim()).find(|&k| self.action_low[k] >= self.action_high[k]) {
+            return Err(format!(
+                "normalizer action range {k} is empty: low {} >= high {}",
+                self.action_low[k], self.action_high[k]
+            ));
+        }
+        Ok(())
+    }
+
     /// Observation width O.
     pub fn obs_dim(&self) -> usize {
         self.obs_mean.len()
@@ -143,6 +183,36 @@ mod tests {
         assert_eq!(norm.action_low, vec![0.25, -4.0]);
         assert_eq!(norm.action_high, vec![1.0, -2.0]);
         assert_eq!((norm.obs_dim(), norm.act_dim()), (3, 2));
+    }
+
+    #[test]
+    fn check_accepts_fitted_and_refuses_broken_normalizers() {
+        let fitted = Normalizer::fit(&dataset(
+            arr2(&[[0.0f32, 5.0], [2.0, 5.0]]),
+            arr2(&[[0.1f32], [0.1]]),
+        ));
+        assert_eq!(fitted.check(), Ok(()));
+        let broken = |change: fn(&mut Normalizer)| {
+            let mut n = fitted.clone();
+            change(&mut n);
+            n.check().unwrap_err()
+        };
+        assert_eq!(
+            broken(|n| n.obs_std.pop().map(drop).unwrap_or(())),
+            "normalizer widths disagree: obs_mean 2, obs_std 1, action_low 1, action_high 1"
+        );
+        assert_eq!(
+            broken(|n| n.obs_mean[0] = f32::NAN),
+            "normalizer holds a non-finite number"
+        );
+        assert_eq!(
+            broken(|n| n.obs_std[1] = 0.0),
+            "normalizer obs_std[1] = 0 is below 0.001"
+        );
+        assert_eq!(
+            broken(|n| n.action_high[0] = n.action_low[0]),
+            "normalizer action range 0 is empty: low -0.9 >= high -0.9"
+        );
     }
 
     #[test]

@@ -5,18 +5,36 @@ use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::Path;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewD};
 use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
 
 use super::dataset::{STEP_COLUMNS, STEP_KEYS, StepColumns, StepDataset, flags_from_numbers};
 use super::error::DataError;
 use crate::fsutil::atomic_write;
 
-/// One array to write into an `.npz` file.
-pub enum NpzArray {
-    F32(ArrayD<f32>),
-    I64(ArrayD<i64>),
-    Bool(ArrayD<bool>),
+/// One array to write into an `.npz` file: a view, so that writing copies
+/// nothing.
+pub enum NpzArray<'a> {
+    F32(ArrayViewD<'a, f32>),
+    I64(ArrayViewD<'a, i64>),
+    Bool(ArrayViewD<'a, bool>),
+}
+
+impl<'a> NpzArray<'a> {
+    /// `values` seen as float32 of `shape` (their product is `values.len()`).
+    pub fn f32(shape: &[usize], values: &'a [f32]) -> Self {
+        NpzArray::F32(ArrayViewD::from_shape(shape, values).expect("shape of the values"))
+    }
+
+    /// `values` seen as int64 of `shape`.
+    pub fn i64(shape: &[usize], values: &'a [i64]) -> Self {
+        NpzArray::I64(ArrayViewD::from_shape(shape, values).expect("shape of the values"))
+    }
+
+    /// `values` seen as bool of `shape`.
+    pub fn bool(shape: &[usize], values: &'a [bool]) -> Self {
+        NpzArray::Bool(ArrayViewD::from_shape(shape, values).expect("shape of the values"))
+    }
 }
 
 /// Reads step data from `path` (keys: observations, actions, rewards,
@@ -43,7 +61,11 @@ pub fn read_npz(path: &Path) -> Result<StepDataset, DataError> {
     };
     let data = StepDataset::new(&file, columns)?;
     // Other keys are allowed (D4RL files carry infos/...), but named.
-    let names = npz.reader.names().unwrap_or_default();
+    let names = npz.reader.names().map_err(|e| DataError::Format {
+        file: file.clone(),
+        format: "npz",
+        message: e.to_string(),
+    })?;
     let unread: Vec<&str> = names
         .iter()
         .map(String::as_str)
@@ -56,21 +78,15 @@ pub fn read_npz(path: &Path) -> Result<StepDataset, DataError> {
 /// atomically.
 pub fn write_npz(path: &Path, data: &StepDataset) -> Result<(), DataError> {
     let (n, o, a) = (data.len(), data.obs_dim(), data.act_dim());
-    let f32_array = |shape: &[usize], values: &[f32]| {
-        NpzArray::F32(ArrayD::from_shape_vec(shape.to_vec(), values.to_vec()).expect("shape"))
-    };
-    let bool_array = |values: &[bool]| {
-        NpzArray::Bool(ArrayD::from_shape_vec(vec![n], values.to_vec()).expect("shape"))
-    };
     let mut arrays = vec![
-        ("observations", f32_array(&[n, o], data.observations())),
-        ("actions", f32_array(&[n, a], data.actions())),
-        ("rewards", f32_array(&[n], data.rewards())),
-        ("terminals", bool_array(data.terminals())),
-        ("timeouts", bool_array(data.timeouts())),
+        ("observations", NpzArray::f32(&[n, o], data.observations())),
+        ("actions", NpzArray::f32(&[n, a], data.actions())),
+        ("rewards", NpzArray::f32(&[n], data.rewards())),
+        ("terminals", NpzArray::bool(&[n], data.terminals())),
+        ("timeouts", NpzArray::bool(&[n], data.timeouts())),
     ];
     if let Some(next) = data.next_observations() {
-        arrays.push(("next_observations", f32_array(&[n, o], next)));
+        arrays.push(("next_observations", NpzArray::f32(&[n, o], next)));
     }
     write_npz_arrays(path, &arrays)
 }

@@ -184,8 +184,8 @@ impl ConsistencyPolicy {
     }
 
     /// obs `[B, To*O]` -> chunks `[B, H, A]` in [-1, 1]: x = D(sigma_max z,
-    /// sigma_max), then for each further level s: x = D(x + sqrt(s^2 -
-    /// smin^2) z, s).
+    /// sigma_max), then for each further level s: x = D(clamp(x, -1, 1) +
+    /// sqrt(s^2 - smin^2) z, s); the result clamped to [-1, 1].
     pub fn sample(&self, obs: &Tensor, noise: &mut NoiseSource) -> Tensor {
         let b = obs.size()[0];
         let shape = [b, self.dims.horizon as i64, self.dims.act_dim as i64];

@@ -14,6 +14,10 @@ use crate::env::Level;
 pub const MAX_SEED: u64 = i64::MAX as u64;
 /// Largest `batch_size` (one batch's tensors are allocated up front).
 pub const MAX_BATCH_SIZE: usize = 65_536;
+/// Most memory one batch of chunk transitions may take on the host
+/// ([`ChunkDims::bytes`](crate::chunk::ChunkDims::bytes)): 4 GiB, far above
+/// any useful batch, and checked once the data's widths are known.
+pub const MAX_BATCH_BYTES: u128 = 4 << 30;
 /// Largest `threads` (libtorch starts them all).
 pub const MAX_THREADS: usize = 1024;
 /// Most episodes anything generates, evaluates or measures at once
@@ -289,10 +293,10 @@ impl TrainConfig {
                 self.dataset_episodes
             ));
         }
-        if self.workers > self.batch_size {
+        if self.workers > self.batch_size.min(MAX_THREADS) {
             return invalid(format!(
-                "workers ({}) must not exceed batch_size ({}): each worker updates on its own \
-                 slice of the batch (workers = 0 chooses automatically)",
+                "workers ({}) must not exceed batch_size ({}) or {MAX_THREADS}: each worker \
+                 updates on its own slice of the batch (workers = 0 chooses automatically)",
                 self.workers, self.batch_size
             ));
         }
@@ -305,8 +309,11 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             return invalid("checkpoint_every must be at least 1".into());
         }
-        if self.eval_episodes == 0 {
-            return invalid("eval_episodes must be at least 1".into());
+        if !(1..=MAX_EPISODES).contains(&self.eval_episodes) {
+            return invalid(format!(
+                "eval_episodes must lie in 1..={MAX_EPISODES}, got {}",
+                self.eval_episodes
+            ));
         }
         if self.execute > self.horizon {
             return invalid(format!(

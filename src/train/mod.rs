@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-pub use config::{ConfigError, MAX_EPISODES, MAX_SEED, NO_ENV, TrainConfig};
+pub use config::{ConfigError, MAX_BATCH_BYTES, MAX_EPISODES, MAX_SEED, NO_ENV, TrainConfig};
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
 pub use resume::resume;
@@ -32,7 +32,7 @@ use run_data::normalizer_for;
 pub use stop::StopHandle;
 
 use crate::agent::{AgentError, Algorithm, AnyAgent, auto_workers};
-use crate::chunk::{ChunkError, ChunkIndex};
+use crate::chunk::{ChunkError, ChunkIndex, gib};
 use crate::data::DataError;
 use crate::env::UnknownEnv;
 use crate::eval::{EvalConfig, EvalError, EvalReport, evaluate};
@@ -241,7 +241,22 @@ fn start(
     if agent_cfg.lr_decay_steps == 0 {
         agent_cfg.lr_decay_steps = cfg.steps;
     }
-    let dims = index.empty_batch(1).dims();
+    let dims = index.dims();
+    let batch_bytes = dims.bytes(cfg.batch_size);
+    if batch_bytes > MAX_BATCH_BYTES {
+        return Err(ConfigError::Invalid(format!(
+            "a batch of {} chunks (H {}, To {}, observation {}, action {}) would take {}, \
+             more than {}: lower batch_size, horizon or obs_horizon",
+            cfg.batch_size,
+            dims.horizon,
+            dims.obs_horizon,
+            dims.obs_dim,
+            dims.act_dim,
+            gib(batch_bytes),
+            gib(MAX_BATCH_BYTES)
+        ))
+        .into());
+    }
     let mut agent = AnyAgent::new(
         cfg.algorithm,
         agent_cfg.clone(),

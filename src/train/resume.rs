@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tch::Device;
 
 use super::{
-    CHECKPOINT_FILE, CONFIG_FILE, EVAL_FILE, LoopState, METRICS_FILE, Run, StopHandle, TrainConfig,
-    TrainError, TrainSummary, load_dataset, log, parse_device, resume_check, set_threads,
-    set_workers, start,
+    CHECKPOINT_FILE, CONFIG_FILE, ConfigError, EVAL_FILE, LoopState, METRICS_FILE, Run, StopHandle,
+    TrainConfig, TrainError, TrainSummary, load_dataset, log, parse_device, resume_check,
+    set_threads, set_workers, start,
 };
 use crate::agent::{AnyAgent, read_checkpoint_info};
 use crate::chunk::ChunkIndex;
@@ -86,7 +86,10 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             cfg.steps
         )));
     }
-    cfg.validate()?;
+    cfg.validate().map_err(|e| ConfigError::File {
+        file: dir.join(CONFIG_FILE).display().to_string(),
+        message: e.to_string(),
+    })?;
     let Some(state) = state else {
         // Killed before its first checkpoint: continuing exactly is
         // starting again from the saved config.
@@ -131,7 +134,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
     refuse_edits(
         dir,
         &cfg,
-        resume_check::agent_changes(&agent, &cfg, index.empty_batch(1).dims()),
+        resume_check::agent_changes(&agent, &cfg, index.dims()),
     )?;
     set_workers(&mut agent, &cfg, device)?;
     let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu)

@@ -65,7 +65,7 @@ fn empty_hidden_lists_are_linear_networks_and_valid() {
 
 #[test]
 fn dimensions_the_networks_assert_on_are_rejected_first() {
-    let cases: [Case; 11] = [
+    let cases: [Case; 12] = [
         (
             |c| {
                 c.critic.kind = CriticKind::Unet;
@@ -111,8 +111,12 @@ fn dimensions_the_networks_assert_on_are_rejected_first() {
              multiple of n_groups = 7, got 64",
         ),
         (
+            |c| c.reward_scale = -1.0,
+            "reward_scale: must be a positive number, got -1",
+        ),
+        (
             |c| c.critic.unet.down_dims.clear(),
-            "critic.unet: down_dims must name at least one level",
+            "critic.unet: down_dims must name 1..=12 levels, got 0",
         ),
     ];
     for (change, want) in cases {

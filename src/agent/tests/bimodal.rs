@@ -69,7 +69,7 @@ fn bc_only<P: ChunkPolicy>(steps: usize, configure: impl Fn(&mut AgentConfig)) -
     cfg.act_with_ema = false;
     cfg.critic.hidden = vec![16];
     configure(&mut cfg);
-    let dims = index.empty_batch(1).dims();
+    let dims = index.dims();
     let mut agent =
         ChunkAgent::<P>::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);

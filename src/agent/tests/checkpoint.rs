@@ -2,13 +2,17 @@
 //! and goes on training exactly as the original; bad files are clear errors.
 //! Every tensor of an update lives on the agent's device.
 
+use std::path::Path;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::*;
+use crate::agent::{AgentConfig, TargetKind};
 use crate::agent::{AgentError, ChunkAgent, ChunkPolicy, Cpql, DiffusionQl, read_checkpoint_info};
 use crate::chunk::ChunkBatch;
+use crate::critic::CriticKind;
 use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy, NetKind};
 
@@ -23,8 +27,7 @@ fn setup_on<P: ChunkPolicy>(net: NetKind, device: Device) -> (ChunkAgent<P>, Chu
     cfg.diffusion.net.net = net;
     cfg.consistency.net.net = net;
     cfg.best_of_n = 3;
-    let agent =
-        ChunkAgent::<P>::new(cfg, index.empty_batch(1).dims(), normalizer, device, 11).unwrap();
+    let agent = ChunkAgent::<P>::new(cfg, index.dims(), normalizer, device, 11).unwrap();
     (agent, index)
 }
 
@@ -139,30 +142,65 @@ fn bad_checkpoints_are_clear_errors() {
     );
 }
 
-/// On `test_device()`: both agents, the whole-batch update and the update
-/// split over two worker threads (what `chunkql train` runs on a CPU).
+/// On `test_device()`: both agents, each in the configurations whose code
+/// paths differ (MLP and U-Net policy and critic, max-Q backup, the
+/// one-step target), the whole-batch update and the update split over two
+/// worker threads (what `chunkql train` runs on a CPU). On the CPU this
+/// only runs the paths; `CHUNKQL_TEST_DEVICE=cuda` makes it a check.
 #[test]
 fn every_tensor_of_an_update_is_on_the_agent_device() {
-    every_tensor_on_the_device::<DiffusionPolicy>(test_device());
-    every_tensor_on_the_device::<ConsistencyPolicy>(test_device());
+    let device = test_device();
+    type Variant = (&'static str, fn(&mut AgentConfig));
+    let variants: [Variant; 4] = [
+        ("mlp", |_| {}),
+        ("unet policy and critic", |c| {
+            c.diffusion.net.net = NetKind::Unet;
+            c.consistency.net.net = NetKind::Unet;
+            c.critic.kind = CriticKind::Unet;
+        }),
+        ("max-Q backup", |c| {
+            c.max_q_backup = true;
+            c.max_q_samples = 3;
+        }),
+        ("one-step target", |c| c.target = TargetKind::OneStep),
+    ];
+    for (name, change) in variants {
+        every_tensor_on_the_device::<DiffusionPolicy>(device, name, change);
+        every_tensor_on_the_device::<ConsistencyPolicy>(device, name, change);
+    }
 }
 
-fn every_tensor_on_the_device<P: ChunkPolicy>(device: Device) {
-    let (mut agent, index) = setup_on::<P>(NetKind::Mlp, device);
+fn every_tensor_on_the_device<P: ChunkPolicy>(
+    device: Device,
+    name: &str,
+    change: fn(&mut AgentConfig),
+) {
+    one_thread();
+    let (index, normalizer) = line_walk(20, 4, 2);
+    let mut cfg = small_config(32);
+    cfg.best_of_n = 3;
+    change(&mut cfg);
+    let mut agent = ChunkAgent::<P>::new(cfg, index.dims(), normalizer, device, 11).unwrap();
+    let what = format!("{} {name}", P::ALGORITHM);
     assert_eq!(agent.device(), device);
-    let batch = index.sample(8, &mut ChaCha8Rng::seed_from_u64(0));
+    let mut batch = index.empty_batch(8).with_one_step();
+    index.sample_into(&mut batch, &mut ChaCha8Rng::seed_from_u64(0));
     for workers in [1, 2] {
         agent.set_workers(workers, 1).unwrap();
         let metrics = agent.update(&batch);
-        assert!(metrics.critic_loss.is_finite() && metrics.actor_loss.is_finite());
+        assert!(
+            metrics.critic_loss.is_finite() && metrics.actor_loss.is_finite(),
+            "{what}: {metrics:?}"
+        );
     }
     let b = agent.tensors(&batch);
-    assert!(b.tensors().iter().all(|t| t.device() == device));
+    assert!(b.tensors().iter().all(|t| t.device() == device), "{what}");
     assert!(
         agent
             .variables()
             .iter()
-            .all(|(_, _, t)| t.device() == device)
+            .all(|(_, _, t)| t.device() == device),
+        "{what}"
     );
     assert!(
         agent
@@ -170,20 +208,77 @@ fn every_tensor_on_the_device<P: ChunkPolicy>(device: Device) {
             .state()
             .iter()
             .chain(agent.critic_opt.state().iter())
-            .all(|(_, t)| t.device() == device)
+            .all(|(_, t)| t.device() == device),
+        "{what}"
     );
     let next = agent.next_chunks(&b);
-    assert_eq!(next.device(), device);
-    assert_eq!(agent.critic_target(&b, &next).device(), device);
-    assert_eq!(
-        agent
-            .act(
-                &Tensor::zeros([2, 2, 2], (tch::Kind::Float, Device::Cpu)),
-                &mut NoiseSource::new(0, device)
-            )
-            .device(),
-        device
-    );
+    assert_eq!(next.device(), device, "{what}");
+    assert_eq!(agent.critic_target(&b, &next).device(), device, "{what}");
+    let history = Tensor::zeros([2, 2, 2], (tch::Kind::Float, Device::Cpu));
+    let chunks = agent.act(&history, &mut NoiseSource::new(0, device));
+    assert_eq!(chunks.device(), device, "{what}");
+}
+
+/// A checkpoint whose stored shapes or normaliser were edited into
+/// nonsense is refused with the file's name, before any network is built.
+#[test]
+fn checkpoints_with_impossible_dims_or_normalisers_are_refused() {
+    let (agent, _) = setup::<DiffusionPolicy>(NetKind::Mlp);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("good.safetensors");
+    agent.save(&path, serde_json::Value::Null).unwrap();
+    type Case = (fn(&mut serde_json::Value), &'static str);
+    let cases: [Case; 3] = [
+        (
+            |info| info["dims"]["horizon"] = 0.into(),
+            "dims: horizon must lie in 1..=4096, got 0",
+        ),
+        (
+            |info| info["normalizer"]["obs_std"][0] = 0.0.into(),
+            "normalizer obs_std[0] = 0 is below 0.001",
+        ),
+        (
+            |info| {
+                let low = info["normalizer"]["action_low"][0].clone();
+                info["normalizer"]["action_high"][0] = low;
+            },
+            "normalizer action range 0 is empty",
+        ),
+    ];
+    for (k, (edit, want)) in cases.into_iter().enumerate() {
+        let edited = dir.path().join(format!("edited{k}.safetensors"));
+        edit_info(&path, &edited, edit);
+        let err = DiffusionQl::load(&edited, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "edited{k}.safetensors: not a valid chunkql checkpoint"
+            )) && err.contains(want),
+            "{err}"
+        );
+    }
+    edit_info(&path, &dir.path().join("same.safetensors"), |_| {});
+    assert!(DiffusionQl::load(&dir.path().join("same.safetensors"), Device::Cpu).is_ok());
+}
+
+/// Copies the checkpoint `from` to `to` with `edit` applied to the JSON
+/// info stored in its safetensors header (the tensors are untouched).
+fn edit_info(from: &Path, to: &Path, edit: fn(&mut serde_json::Value)) {
+    let bytes = std::fs::read(from).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let metadata = header["__metadata__"].as_object_mut().unwrap();
+    let text = metadata.values_mut().next().unwrap();
+    let mut info: serde_json::Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+    edit(&mut info);
+    *text = info.to_string().into();
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[8 + header_len..]);
+    std::fs::write(to, out).unwrap();
 }
 
 /// Metrics report the learning rate each update used: the configured rate

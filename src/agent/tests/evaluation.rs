@@ -165,7 +165,7 @@ fn evaluate(target: TargetKind) -> Vec<Scored> {
     // 0.203), the same contrast but a looser fit. The target machinery under
     // test is the same either way.
     cfg.critic.layer_norm = false;
-    let dims = index.empty_batch(1).dims();
+    let dims = index.dims();
     let mut agent =
         DiffusionQl::new(cfg, dims, Normalizer::identity(CELLS, 1), Device::Cpu, 0).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);

@@ -53,8 +53,7 @@ fn short_run_with<P: ChunkPolicy>(
     cfg.actor_lr = 1e-3;
     cfg.critic_lr = 1e-3;
     change(&mut cfg);
-    let mut agent =
-        ChunkAgent::<P>::new(cfg, index.empty_batch(1).dims(), normalizer, Device::Cpu, 0).unwrap();
+    let mut agent = ChunkAgent::<P>::new(cfg, index.dims(), normalizer, Device::Cpu, 0).unwrap();
     agent.set_workers(workers, 1).unwrap();
     let xs = [-0.2f32, 0.2, 0.5, 0.7];
     let before = preference(&agent, &xs);
@@ -144,14 +143,7 @@ fn train_on_noisy_data<P: ChunkPolicy>(eta: f64, updates: usize, seed: u64) -> (
     cfg.actor_lr = 1e-3;
     cfg.critic_lr = 1e-3;
     cfg.eta = eta;
-    let mut agent = ChunkAgent::<P>::new(
-        cfg,
-        index.empty_batch(1).dims(),
-        normalizer,
-        Device::Cpu,
-        seed,
-    )
-    .unwrap();
+    let mut agent = ChunkAgent::<P>::new(cfg, index.dims(), normalizer, Device::Cpu, seed).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut batch = index.empty_batch(128);
     for _ in 0..updates {

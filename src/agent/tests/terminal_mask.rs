@@ -62,7 +62,7 @@ fn full_chunk_errors() -> Vec<f64> {
     cfg.tau = 0.02;
     cfg.lr_decay_steps = UPDATES;
     cfg.critic.layer_norm = false;
-    let dims = index.empty_batch(1).dims();
+    let dims = index.dims();
     let mut agent =
         DiffusionQl::new(cfg, dims, Normalizer::identity(CELLS, 1), Device::Cpu, 0).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);

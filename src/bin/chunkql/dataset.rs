@@ -6,9 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use chunkql::chunk::{ChunkIndex, ChunkSpec, write_chunks_npz};
+use chunkql::chunk::{ChunkIndex, ChunkSpec, gib, write_chunks_npz};
 use chunkql::data::{self, DatasetSummary, LineWalk};
 use chunkql::env::{self, Level};
+
+/// Most memory the chunk table of `dataset chunks` may take (it is built
+/// whole, then written).
+const MAX_TABLE_BYTES: u128 = 8 << 30;
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -31,7 +35,7 @@ pub enum DatasetCommand {
     /// Write every sampleable chunk transition to an .npz, in increasing
     /// start row: observations, next_observations, actions, action_mask,
     /// cumulative_reward, chunk_done, effective_length, discount_factor,
-    /// start_index.
+    /// start_index. The table is built in memory (at most 8 GiB).
     Chunks {
         /// Step data: .npz (D4RL keys), or .h5/.hdf5 (D4RL or Minari layout)
         /// with the hdf5 cargo feature.
@@ -115,6 +119,18 @@ pub fn run(command: DatasetCommand) -> Result<()> {
             }
             let data = Arc::new(data::load(&file)?);
             let index = ChunkIndex::new(data, spec)?;
+            let table_bytes = index.dims().bytes(index.len());
+            if table_bytes > MAX_TABLE_BYTES {
+                bail!(
+                    "{}: its {} chunk transitions (H {horizon}, To {obs_horizon}) would take {} \
+                     in memory, more than the {} this command holds at once; lower --horizon \
+                     or --obs-horizon, or export a part of the data",
+                    file.display(),
+                    index.len(),
+                    gib(table_bytes),
+                    gib(MAX_TABLE_BYTES)
+                );
+            }
             create_parent(&out)?;
             write_chunks_npz(&out, &index.all())?;
             println!("{}", index.summary());

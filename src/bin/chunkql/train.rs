@@ -235,7 +235,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         (args.run.clone(), None)
     };
     let info = read_checkpoint_info(&checkpoint)?;
-    let state: Option<LoopState> = serde_json::from_value(info.extra).ok();
+    // A checkpoint saved by the library has no loop state (null); one whose
+    // state is unreadable is evaluated, but not silently.
+    let state: Option<LoopState> = match info.extra {
+        serde_json::Value::Null => None,
+        extra => serde_json::from_value(extra)
+            .inspect_err(|e| {
+                eprintln!(
+                    "note: {}: its training-loop state is unreadable ({e}): the run's own \
+                     evaluation settings (environment, execute) are not known from it",
+                    checkpoint.display()
+                )
+            })
+            .ok(),
+    };
     let env = args
         .env
         .clone()

@@ -6,7 +6,7 @@ use ::hdf5::{Dataset, Group, LocationType};
 use ndarray::ArrayD;
 
 use super::{EpisodeData, FLAG_DTYPES, FLOAT_DTYPES, FORMAT, Observations};
-use crate::data::dataset::flags_from_numbers;
+use crate::data::dataset::{check_finite, flags_from_numbers, into_vec};
 use crate::data::error::DataError;
 use crate::data::npz::narrow_to_f32;
 
@@ -335,19 +335,6 @@ impl Reader<'_> {
 
     /// Rejects NaN/inf, naming the episode's key and the row inside it.
     fn finite(&self, key: &str, width: usize, values: Vec<f32>) -> Result<Vec<f32>, DataError> {
-        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(DataError::NonFinite {
-                file: self.file.to_string(),
-                key: key.to_string(),
-                row: index / width.max(1),
-                value: values[index] as f64,
-            });
-        }
-        Ok(values)
+        check_finite(self.file, key, width, values)
     }
-}
-
-/// Row-major values of `array`.
-fn into_vec<T>(array: ArrayD<T>) -> Vec<T> {
-    array.into_iter().collect()
 }

@@ -43,11 +43,18 @@ impl Default for UnetConfig {
     }
 }
 
+/// Most levels a U-Net may have: the chunk is padded to 2^(levels - 1)
+/// steps, 2048 at this many.
+pub const MAX_LEVELS: usize = 12;
+
 impl UnetConfig {
-    /// Checks the config (non-empty down_dims, widths divisible by n_groups, kernel odd >= 1, time_embed_dim even >= 4) and returns a one-line error message otherwise.
+    /// Checks the config (1..=`MAX_LEVELS` levels in down_dims, widths divisible by n_groups, kernel odd >= 1, time_embed_dim even >= 4) and returns a one-line error message otherwise.
     pub fn validate(&self) -> Result<(), String> {
-        if self.down_dims.is_empty() {
-            return Err("unet: down_dims must name at least one level".into());
+        if self.down_dims.is_empty() || self.down_dims.len() > MAX_LEVELS {
+            return Err(format!(
+                "unet: down_dims must name 1..={MAX_LEVELS} levels, got {}",
+                self.down_dims.len()
+            ));
         }
         if self.n_groups < 1 {
             return Err(format!(

@@ -80,7 +80,14 @@ fn default_config_is_valid_and_bad_configs_are_rejected_with_a_reason() {
                 down_dims: vec![],
                 ..Default::default()
             },
-            "at least one level",
+            "1..=12 levels, got 0",
+        ),
+        (
+            UnetConfig {
+                down_dims: vec![8; MAX_LEVELS + 1],
+                ..Default::default()
+            },
+            "1..=12 levels, got 13",
         ),
         (
             UnetConfig {

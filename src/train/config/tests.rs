@@ -304,11 +304,34 @@ fn more_workers_than_batch_rows_are_rejected() {
     };
     assert_eq!(
         with(8, 4).unwrap_err().to_string(),
-        "invalid config: workers (8) must not exceed batch_size (4): each worker updates \
-         on its own slice of the batch (workers = 0 chooses automatically)"
+        "invalid config: workers (8) must not exceed batch_size (4) or 1024: each worker \
+         updates on its own slice of the batch (workers = 0 chooses automatically)"
     );
     assert!(with(4, 4).is_ok());
+    assert!(with(1024, MAX_BATCH_SIZE).is_ok());
+    assert!(
+        with(1025, MAX_BATCH_SIZE).is_err(),
+        "no more workers than threads"
+    );
     assert!(with(0, 1).is_ok(), "0 = automatic");
+}
+
+#[test]
+fn eval_episodes_are_bounded_like_the_command_lines_episodes() {
+    let with = |eval_episodes: usize| {
+        TrainConfig {
+            eval_episodes,
+            ..TrainConfig::default()
+        }
+        .validate()
+    };
+    for bad in [0, MAX_EPISODES + 1] {
+        assert_eq!(
+            with(bad).unwrap_err().to_string(),
+            format!("invalid config: eval_episodes must lie in 1..=100000, got {bad}")
+        );
+    }
+    assert!(with(MAX_EPISODES).is_ok());
 }
 
 #[test]
