@@ -308,6 +308,8 @@ fn a_run_without_a_checkpoint_resumes_from_the_start() {
 
 /// Ctrl-C (SIGINT) stops a run after the update in progress with a
 /// checkpoint and exit code 130; resumed, it ends as the uninterrupted run.
+/// The signal comes twice at once, as GNU `timeout` sends it (to the
+/// process, then to its group): one request, not a second Ctrl-C.
 #[test]
 fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -319,9 +321,11 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
     let run = dir.path().join("run");
     let child = started_run(&config, &run, &[]);
     interrupt(&child);
+    interrupt(&child);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("quitting at once"), "{stderr}");
     let at = checkpoint_step(&run);
     assert!(0 < at && at < 600, "stopped inside the run (at {at})");
     assert!(
@@ -348,31 +352,44 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
     );
 }
 
-/// A second Ctrl-C quits at once, cleanly: exit code 130, no panic or crash
-/// from libtorch being torn down under the training thread.
+/// A second Ctrl-C (a second or more after the first) quits at once,
+/// cleanly, while the first waits for a long evaluation: exit code 130, a
+/// line that says so, no panic or crash from libtorch being torn down under
+/// the training thread, and no checkpoint.
 #[test]
 fn a_second_ctrl_c_quits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 100_000, 100_000);
-    for attempt in 0..6 {
-        let run = dir.path().join(format!("run{attempt}"));
-        // Networks of the default size: the main thread is inside libtorch
-        // for most of each update when the second signal comes.
-        let sets = [
-            "--set",
-            "agent.critic.hidden=[256, 256, 256]",
-            "--set",
-            "agent.diffusion.net.hidden=[256, 256, 256]",
-            "--set",
-            "threads=2",
-        ];
-        let child = started_run(&config, &run, &sets);
-        interrupt(&child);
-        std::thread::sleep(Duration::from_millis(10 * attempt));
-        interrupt(&child);
-        let output = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        assert_eq!(output.status.code(), Some(130), "{stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-    }
+    let run = dir.path().join("run");
+    // Networks of the default size and an evaluation of 20000 episodes
+    // right after the first metrics row: the main thread is inside libtorch,
+    // for far longer than the test waits, when the signals come.
+    let sets = [
+        "--set",
+        "agent.critic.hidden=[256, 256, 256]",
+        "--set",
+        "agent.diffusion.net.hidden=[256, 256, 256]",
+        "--set",
+        "threads=2",
+        "--set",
+        "eval_every=10",
+        "--set",
+        "eval_episodes=20000",
+    ];
+    let child = started_run(&config, &run, &sets);
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "quitting at once, without a checkpoint: --resume continues from the last one \
+             written"
+        ),
+        "{stderr}"
+    );
+    assert!(!run.join("checkpoint.safetensors").exists());
 }

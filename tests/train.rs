@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{chunkql, line_data, lines, setup};
+use common::{binary, chunkql, line_data, lines, setup};
 use predicates::prelude::*;
 
 #[test]
@@ -156,6 +156,68 @@ fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
         .stderr(predicate::str::contains(
             "env = none trains on a given dataset (--dataset FILE)",
         ));
+}
+
+/// Without --out a run claims runs/<env>-<agent>-h<H>-s<seed> in the
+/// working directory, or the next numbered variant: runs started at once
+/// get a folder each, and a run that fails before writing leaves none.
+#[test]
+fn runs_without_out_get_a_folder_each_even_when_started_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(binary())
+                .current_dir(dir.path())
+                .args(["train", "--config"])
+                .arg(&config)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let runs = dir.path().join("runs");
+    for name in ["pendulum-dql-h4-s0", "pendulum-dql-h4-s0-2"] {
+        assert!(
+            runs.join(name).join("checkpoint.safetensors").exists(),
+            "{name}"
+        );
+    }
+    chunkql()
+        .current_dir(dir.path())
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--dataset", "missing.npz"])
+        .assert()
+        .failure();
+    assert!(!runs.join("pendulum-dql-h4-s0-3").exists());
+}
+
+/// A stop asked for while a run is set up ends it before its folder is
+/// made.
+#[test]
+fn a_stop_before_the_first_update_writes_no_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let cfg = chunkql::train::TrainConfig::from_file(&config).unwrap();
+    let stop = chunkql::train::StopHandle::new();
+    stop.stop();
+    let run = dir.path().join("run");
+    let err = chunkql::train::train(cfg, &run, &stop).unwrap_err();
+    assert!(
+        matches!(err, chunkql::train::TrainError::StoppedBeforeStart),
+        "{err}"
+    );
+    assert!(!run.exists());
 }
 
 /// A batch too large for memory is refused, once the data's widths are
@@ -536,7 +598,28 @@ fn busy_folders_and_non_runs_are_refused() {
         .stderr(predicate::str::contains(
             "busy is in use by another chunkql process",
         ));
+    // A folder training now holds a run (config.toml): that it is in use
+    // is what to say, not "continue it with --resume".
+    std::fs::write(busy.join("config.toml"), "").unwrap();
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&busy)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "busy is in use by another chunkql process",
+        ));
     drop(lock);
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&busy)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("busy already holds a run"));
     chunkql()
         .args(["train", "--resume"])
         .arg(dir.path())

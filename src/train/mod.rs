@@ -71,6 +71,11 @@ pub enum TrainError {
         dir.display()
     )]
     Stopped { dir: PathBuf, step: u64, steps: u64 },
+    /// The run was asked to stop while it was being set up (loading or
+    /// generating data, building the networks), before anything was
+    /// written.
+    #[error("stopped before the first update: no run files were written")]
+    StoppedBeforeStart,
 }
 
 /// The training loop's own state, stored in every checkpoint.
@@ -150,6 +155,8 @@ struct Run {
 pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
     if dir.join(CONFIG_FILE).exists() {
+        // Training in it now is the more useful thing to say.
+        lock_folder(dir).map_err(TrainError::Run)?;
         return Err(holds_a_run(dir));
     }
     // Without its config the folder cannot be resumed, but a new run there
@@ -273,6 +280,9 @@ fn start(
         workers,
         ..cfg
     };
+    if stop.is_stopped() {
+        return Err(TrainError::StoppedBeforeStart);
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", dir.display())))?;
     let lock = match lock {

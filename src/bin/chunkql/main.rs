@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<TrainError>() {
             // Not a failure: the run did what Ctrl-C asked.
-            Some(stopped @ TrainError::Stopped { .. }) => {
+            Some(stopped @ (TrainError::Stopped { .. } | TrainError::StoppedBeforeStart)) => {
                 eprintln!("{stopped}");
                 ExitCode::from(train::EXIT_STOPPED as u8)
             }

@@ -1,6 +1,7 @@
 //! `chunkql train`, `chunkql eval` and `chunkql reference`.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -133,9 +134,10 @@ fn config_of(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-/// runs/<env>-<agent>-h<H>-s<seed> (without an environment, the dataset's
-/// file stem for <env>), or the first numbered variant not taken.
-fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
+/// Claims runs/<env>-<agent>-h<H>-s<seed> (without an environment, the
+/// dataset's file stem for <env>), or the first numbered variant not taken,
+/// by creating it: of runs started at once, each gets its own folder.
+fn claim_default_run_dir(cfg: &TrainConfig) -> Result<PathBuf> {
     let name = if cfg.evaluates() {
         cfg.env.clone()
     } else {
@@ -147,13 +149,18 @@ fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
         "runs/{name}-{}-h{}-s{}",
         cfg.algorithm, cfg.horizon, cfg.seed
     );
+    std::fs::create_dir_all("runs").context("cannot create the folder runs")?;
     let mut dir = PathBuf::from(&base);
-    let mut k = 2;
-    while dir.exists() {
-        dir = PathBuf::from(format!("{base}-{k}"));
-        k += 1;
+    for k in 2.. {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir = PathBuf::from(format!("{base}-{k}"));
+            }
+            Err(e) => bail!("cannot create {}: {e}", dir.display()),
+        }
     }
-    dir
+    Ok(dir)
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
@@ -171,9 +178,17 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 print!("{}", cfg.with_absolute_dataset()?.to_toml());
                 return Ok(());
             }
-            let dir = args.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
+            let dir = match &args.out {
+                Some(out) => out.clone(),
+                None => claim_default_run_dir(&cfg)?,
+            };
             stop_on_ctrl_c(&stop)?;
-            train::train(cfg, &dir, &stop)?
+            let result = train::train(cfg, &dir, &stop);
+            if result.is_err() && args.out.is_none() {
+                // The claimed folder, if the run failed before writing to it.
+                let _ = std::fs::remove_dir(&dir);
+            }
+            result?
         }
     };
     let rate = match summary.first_step {
@@ -201,24 +216,42 @@ pub fn train(args: TrainArgs) -> Result<()> {
 }
 
 /// The first Ctrl-C (SIGINT or SIGTERM) stops the run after its current
-/// update with a checkpoint; a second one quits at once.
+/// update with a checkpoint; a second one quits at once. A repeat within
+/// [`SAME_REQUEST`] of the first is the same request delivered twice (GNU
+/// `timeout` signals the process and then its whole group), not a second
+/// Ctrl-C.
 fn stop_on_ctrl_c(stop: &StopHandle) -> Result<()> {
     let stop = stop.clone();
+    let mut first: Option<Instant> = None;
     ctrlc::set_handler(move || {
-        if stop.is_stopped() {
-            // At once, from this thread: `_exit` skips the exit handlers that
-            // would tear libtorch down under the main thread still using it.
-            // SAFETY: ends the process; nothing runs after it.
-            unsafe { libc::_exit(EXIT_STOPPED) };
+        match first {
+            Some(at) if at.elapsed() < SAME_REQUEST => {}
+            Some(_) => {
+                eprintln!(
+                    "quitting at once, without a checkpoint: --resume continues from the \
+                     last one written"
+                );
+                // At once, from this thread: `_exit` skips the exit handlers
+                // that would tear libtorch down under the main thread still
+                // using it.
+                // SAFETY: ends the process; nothing runs after it.
+                unsafe { libc::_exit(EXIT_STOPPED) };
+            }
+            None => {
+                first = Some(Instant::now());
+                stop.stop();
+                eprintln!(
+                    "\nstopping with a checkpoint once the update or evaluation in progress \
+                     ends (a second Ctrl-C or SIGTERM quits at once)"
+                );
+            }
         }
-        stop.stop();
-        eprintln!(
-            "\nstopping with a checkpoint once the update or evaluation in progress ends \
-             (a second Ctrl-C or SIGTERM quits at once)"
-        );
     })
     .context("cannot install the Ctrl-C handler")
 }
+
+/// How soon after a first stop signal a repeat counts as the same request.
+const SAME_REQUEST: Duration = Duration::from_secs(1);
 
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_STOPPED: i32 = 130;
