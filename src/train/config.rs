@@ -202,16 +202,9 @@ impl TrainConfig {
             node.insert(last.to_string(), value);
             let check: Result<TrainConfig, _> = toml::Value::Table(table.clone()).try_into();
             check.map_err(|e| {
-                let mut message = e.message().to_string();
-                if bare_word
-                    && raw
-                        .trim()
-                        .starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c))
-                {
-                    message.push_str(&format!(
-                        " (`{}` is not a number TOML can hold: integers must fit in 64 bits)",
-                        raw.trim()
-                    ));
+                let mut message = plain_types(e.message());
+                if bare_word {
+                    message.push_str(&not_a_value_hint(raw.trim()));
                 }
                 set_error(message)
             })?;
@@ -439,7 +432,7 @@ impl TrainConfig {
 fn toml_error(text: &str, error: &toml::de::Error) -> String {
     let start = match error.span() {
         Some(span) if text.is_char_boundary(span.start) => span.start,
-        _ => return error.message().to_string(),
+        _ => return plain_types(error.message()),
     };
     let before = &text[..start];
     let line = before.matches('\n').count();
@@ -449,7 +442,7 @@ fn toml_error(text: &str, error: &toml::de::Error) -> String {
     format!(
         "line {}, column {column}{key}: {}",
         line + 1,
-        error.message()
+        plain_types(error.message())
     )
 }
 
@@ -475,6 +468,50 @@ fn key_on_line(text: &str, index: usize) -> Option<String> {
         Some(table) if !table.is_empty() => Some(format!("{table}.{key}")),
         _ => Some(key.to_string()),
     }
+}
+
+/// Why a `--set` value that TOML did not read as a value is not one: an
+/// integer out of TOML's range, TOML's own parse error for what looks like
+/// an array, table or quoted string, a note for what starts like a number;
+/// empty for a plain word (the type error says enough).
+fn not_a_value_hint(raw: &str) -> String {
+    let digits = raw.strip_prefix(['+', '-']).unwrap_or(raw);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return format!(
+            " (`{raw}` is beyond TOML's integers, {}..={})",
+            i64::MIN,
+            i64::MAX
+        );
+    }
+    if raw.starts_with(['[', '{', '"', '\'']) {
+        let error = format!("v = {raw}").parse::<toml::Table>().err();
+        let reason = error.map_or(String::new(), |e| format!(": {}", e.message().trim_end()));
+        return format!(" (`{raw}` is not a TOML value{reason})");
+    }
+    if raw.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)) {
+        return format!(" (`{raw}` is not a number TOML can read)");
+    }
+    String::new()
+}
+
+/// serde's Rust type names in an error message, said in words.
+fn plain_types(message: &str) -> String {
+    let mut message = message.to_string();
+    for (rust, words) in [
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected a list such as [256, 256]"),
+    ] {
+        if let Some(rest) = message.strip_suffix(rust) {
+            message = format!("{rest}{words}");
+        }
+    }
+    message
 }
 
 /// A table's keys, comma-separated, for an error message.

@@ -101,14 +101,34 @@ fn unknown_keys_and_bad_values_name_the_key() {
             .starts_with("--set agent=1: `agent` is a section: set one of its keys"),
         "{err}"
     );
-    let err = TrainConfig::default()
-        .with_overrides(&["seed=9223372036854775808".into()])
-        .unwrap_err();
+    let set_error = |assignment: &str| {
+        TrainConfig::default()
+            .with_overrides(&[assignment.into()])
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        set_error("seed=9223372036854775808"),
+        "--set seed=9223372036854775808: invalid type: string \"9223372036854775808\", \
+         expected a whole number >= 0 (`9223372036854775808` is beyond TOML's integers, \
+         -9223372036854775808..=9223372036854775807)"
+    );
+    assert_eq!(
+        set_error("gamma=0.99x"),
+        "--set gamma=0.99x: invalid type: string \"0.99x\", expected a number (`0.99x` is \
+         not a number TOML can read)"
+    );
+    let unclosed = set_error("agent.critic.hidden=[128,");
     assert!(
-        err.to_string().ends_with(
-            "(`9223372036854775808` is not a number TOML can hold: integers must fit in 64 bits)"
+        unclosed.starts_with(
+            "--set agent.critic.hidden=[128,: invalid type: string \"[128,\", expected a list \
+             such as [256, 256] (`[128,` is not a TOML value: "
         ),
-        "{err}"
+        "{unclosed}"
+    );
+    assert_eq!(
+        set_error("agent.act_with_ema=yes"),
+        "--set agent.act_with_ema=yes: invalid type: string \"yes\", expected true or false"
     );
     let err = TrainConfig::default()
         .with_overrides(&["horizon=many".into()])
@@ -233,14 +253,14 @@ fn toml_errors_name_the_line_the_column_and_the_key() {
     let err = TrainConfig::from_toml("env = \"pendulum\"\nsteps = \"five\"\n").unwrap_err();
     assert_eq!(
         err,
-        "line 2, column 9, key `steps`: invalid type: string \"five\", expected u64"
+        "line 2, column 9, key `steps`: invalid type: string \"five\", expected a whole number >= 0"
     );
     let err = TrainConfig::from_toml("steps = 1\nseed = 2\nsteps = 3\n").unwrap_err();
     assert_eq!(err, "line 3, column 1, key `steps`: duplicate key");
     let err = TrainConfig::from_toml("steps = 1\n\n[agent]\neta = \"x\"\n").unwrap_err();
     assert_eq!(
         err,
-        "line 4, column 7, key `agent.eta`: invalid type: string \"x\", expected f64"
+        "line 4, column 7, key `agent.eta`: invalid type: string \"x\", expected a number"
     );
     let err = TrainConfig::from_toml("[agent]\neta = 1\n[agent]\n").unwrap_err();
     assert_eq!(err, "line 3, column 2, key `agent`: duplicate key");
@@ -254,7 +274,7 @@ fn toml_errors_name_the_line_the_column_and_the_key() {
         TrainConfig::from_toml("[agent.critic]\nhidden = [\n  1,\n  \"a\",\n]\n").unwrap_err();
     assert_eq!(
         err,
-        "line 4, column 3: invalid type: string \"a\", expected i64"
+        "line 4, column 3: invalid type: string \"a\", expected a whole number"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -264,7 +284,8 @@ fn toml_errors_name_the_line_the_column_and_the_key() {
     assert_eq!(
         err,
         format!(
-            "{}: line 2, column 9, key `steps`: invalid type: string \"five\", expected u64",
+            "{}: line 2, column 9, key `steps`: invalid type: string \"five\", expected a whole \
+             number >= 0",
             path.display()
         )
     );
