@@ -304,6 +304,37 @@ fn chunks_creates_the_parent_folders_of_out() {
     assert!(out.is_file());
 }
 
+/// The defaults `train --help` states are the built-in config's, as
+/// `--print-config` prints them.
+#[test]
+fn train_help_states_the_built_in_defaults() {
+    let help = chunkql().args(["train", "--help"]).output().unwrap().stdout;
+    let help = String::from_utf8(help).unwrap().replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let config = chunkql()
+        .args(["train", "--print-config"])
+        .output()
+        .unwrap()
+        .stdout;
+    let config: toml::Table = String::from_utf8(config).unwrap().parse().unwrap();
+    for (flag, key) in [
+        ("env", "env"),
+        ("agent", "algorithm"),
+        ("horizon", "horizon"),
+        ("seed", "seed"),
+        ("device", "device"),
+        ("steps", "steps"),
+    ] {
+        let value = config[key].to_string().replace('"', "");
+        let section = help.split(&format!("--{flag} <")).nth(1).expect(flag);
+        let stated = section.split("[config default: ").nth(1).expect(flag);
+        assert!(
+            stated.starts_with(&format!("{value}]")),
+            "--{flag}: {stated}"
+        );
+    }
+}
+
 #[test]
 fn help_says_hdf5_needs_the_cargo_feature() {
     for command in ["info", "chunks"] {

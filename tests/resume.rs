@@ -300,7 +300,7 @@ fn a_run_without_a_checkpoint_resumes_from_the_start() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "has no checkpoint yet (the run stopped before update 10): starting it again",
+            "has no checkpoint yet (the first is written at update 10): starting the run",
         ));
     assert_eq!(lines(&run.join("metrics.jsonl")), metrics);
     assert_eq!(lines(&run.join("eval.jsonl")), evals);

@@ -422,6 +422,15 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
             "garbage.safetensors: not a valid chunkql checkpoint",
         ),
         (
+            vec!["eval".into(), bad_toml.display().to_string()],
+            "(eval takes a run folder or its checkpoint.safetensors)",
+        ),
+        (
+            vec!["eval".into(), dir.path().display().to_string()],
+            "has no checkpoint.safetensors: it is not a run folder (it has no config.toml \
+             either)",
+        ),
+        (
             vec![
                 "train".into(),
                 "--resume".into(),

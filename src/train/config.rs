@@ -141,7 +141,7 @@ impl TrainConfig {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             file: file.clone(),
-            message: e.to_string(),
+            message: format!("cannot read: {e}"),
         })?;
         let mut cfg =
             Self::from_toml(&text).map_err(|message| ConfigError::File { file, message })?;

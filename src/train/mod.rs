@@ -370,10 +370,15 @@ impl Run {
         let cfg = self.cfg.clone();
         let progress = ProgressBar::new(cfg.steps).with_position(self.agent.step());
         progress.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} {msg}",
-            )
-            .expect("template"),
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {rate} {msg}")
+                .expect("template")
+                // One decimal, as the log lines and the final line print it.
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.1} steps/s", state.per_sec());
+                    },
+                ),
         );
         let say = |m: &str| {
             if progress.is_hidden() {

@@ -94,7 +94,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         // Killed before its first checkpoint: continuing exactly is
         // starting again from the saved config.
         eprintln!(
-            "{} has no checkpoint yet (the run stopped before update {}): starting it again \
+            "{} has no checkpoint yet (the first is written at update {}): starting the run \
              from its config",
             dir.display(),
             cfg.checkpoint_every.min(cfg.steps)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use chunkql::agent::{Algorithm, AnyAgent, read_checkpoint_info};
+use chunkql::agent::{AgentError, Algorithm, AnyAgent, read_checkpoint_info};
 use chunkql::eval::{EvalConfig, evaluate, measure_reference};
 use chunkql::train::{
     self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, StopHandle, TrainConfig, parse_device,
@@ -15,10 +15,13 @@ use chunkql::train::{
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// TOML config (every field has a default; see `docs/training.md`).
+    /// The options below override its values; without one, the defaults
+    /// are the built-in config's, shown as [config default: ...].
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Environment to evaluate in (and to generate the default data from);
-    /// `none`: train on --dataset, of any widths, without evaluation.
+    /// `none`: train on --dataset, of any widths, without evaluation
+    /// [config default: pendulum].
     #[arg(long)]
     pub env: Option<String>,
     /// Step data (.npz, or .h5/.hdf5 with the hdf5 feature); default
@@ -26,20 +29,20 @@ pub struct TrainArgs {
     /// dataset_episodes than 100), generated if missing.
     #[arg(long)]
     pub dataset: Option<String>,
-    /// dql (Diffusion-QL) or cpql.
+    /// dql (Diffusion-QL) or cpql [config default: dql].
     #[arg(long)]
     pub agent: Option<String>,
-    /// H: actions per chunk.
+    /// H: actions per chunk [config default: 4].
     #[arg(long)]
     pub horizon: Option<usize>,
     /// Seed of the run: initial weights, batches, noise, evaluation episodes
-    /// (generated default data always uses seed 0).
+    /// (generated default data always uses seed 0) [config default: 0].
     #[arg(long, value_parser = clap::value_parser!(u64).range(..=train::MAX_SEED))]
     pub seed: Option<u64>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda or cuda:N [config default: cpu].
     #[arg(long)]
     pub device: Option<String>,
-    /// Gradient updates.
+    /// Gradient updates [config default: 5000].
     #[arg(long)]
     pub steps: Option<u64>,
     /// Override any config field: `--set agent.eta=2.5 --set batch_size=128`.
@@ -263,11 +266,30 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             true => Some(TrainConfig::from_file(&config)?),
             false => None,
         };
-        (args.run.join(CHECKPOINT_FILE), cfg)
+        let checkpoint = args.run.join(CHECKPOINT_FILE);
+        if !checkpoint.exists() {
+            bail!(
+                "{} has no {CHECKPOINT_FILE}: {}",
+                args.run.display(),
+                match cfg.is_some() {
+                    true => "the run has not written its first checkpoint yet",
+                    false => "it is not a run folder (it has no config.toml either)",
+                }
+            );
+        }
+        (checkpoint, cfg)
     } else {
         (args.run.clone(), None)
     };
-    let info = read_checkpoint_info(&checkpoint)?;
+    let info = read_checkpoint_info(&checkpoint).map_err(|e| {
+        let is_checkpoint = checkpoint.extension().is_some_and(|x| x == "safetensors");
+        match (e, is_checkpoint) {
+            (e @ AgentError::Checkpoint { .. }, false) => {
+                anyhow::anyhow!("{e} (eval takes a run folder or its {CHECKPOINT_FILE})")
+            }
+            (e, _) => e.into(),
+        }
+    })?;
     // A checkpoint saved by the library has no loop state (null); one whose
     // state is unreadable is evaluated, but not silently.
     let state: Option<LoopState> = match info.extra {
