@@ -218,6 +218,9 @@ impl StepDataset {
         let timeouts = into_vec(columns.timeouts);
         let episodes = find_episodes(&terminals, &timeouts);
         let mut notes: Vec<String> = both_flags_note(&terminals, &timeouts).into_iter().collect();
+        if let Some(next) = &next_observations {
+            notes.extend(broken_chain_note(&observations, next, obs_dim, &episodes));
+        }
         if !squeezed.is_empty() {
             notes.push(format!(
                 "{} of shape [N, 1] read as [N]",
@@ -374,6 +377,37 @@ fn both_flags_note(terminals: &[bool], timeouts: &[bool]) -> Option<String> {
     Some(format!(
         "{count} row{s} {verb} both terminal and timeout (first: row {first}); \
          terminal wins: those episodes end in an absorbing state, not bootstrapped"
+    ))
+}
+
+/// A note when, inside an episode, a row's next observation is not the next
+/// row's observation: the sign of a missing terminal or timeout flag (e.g.
+/// episodes concatenated without their ends marked), across which chunks
+/// would run as if it were one episode. Values match within a relative
+/// 1e-5, so that a file that stores them in another precision passes.
+fn broken_chain_note(
+    observations: &[f32],
+    next_observations: &[f32],
+    obs_dim: usize,
+    episodes: &[Episode],
+) -> Option<String> {
+    let close = |a: &f32, b: &f32| (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()));
+    let mut rows = episodes.iter().flat_map(|e| e.start..e.end).filter(|&t| {
+        let next = &next_observations[t * obs_dim..(t + 1) * obs_dim];
+        let following = &observations[(t + 1) * obs_dim..(t + 2) * obs_dim];
+        !next.iter().zip(following).all(|(a, b)| close(a, b))
+    });
+    let first = rows.next()?;
+    let count = 1 + rows.count();
+    let (s, verb) = if count == 1 {
+        ("", "has")
+    } else {
+        ("s", "have")
+    };
+    Some(format!(
+        "{count} row{s} inside episodes {verb} a next observation unlike the next row's \
+         observation (first: row {first}): a missing terminal or timeout flag? Chunks run \
+         across such rows as if they were one episode"
     ))
 }
 

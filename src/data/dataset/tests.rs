@@ -76,6 +76,45 @@ fn rows_with_both_flags_end_terminal_episodes_and_are_noted() {
     );
 }
 
+/// Next observations that are not the next row's observation inside an
+/// episode (flags missing) are noted with their count and first row; at an
+/// episode's end, and within float noise, they are not.
+#[test]
+fn next_observations_that_break_the_chain_inside_an_episode_are_noted() {
+    // Rows 0-2 one episode (timeout at 2), rows 3-5 another. s[r] = r;
+    // next[r] = r + 1, except next[2] = 40 (an episode's end: fine) and,
+    // where flags went missing, next[4] = 70.
+    let build = |next: [f32; 6]| {
+        let mut c = columns(6);
+        c.observations = Array2::from_shape_fn((6, 3), |(r, _)| r as f32).into_dyn();
+        c.next_observations = Some(Array2::from_shape_fn((6, 3), |(r, _)| next[r]).into_dyn());
+        let mut timeouts = Array1::from_elem(6, false);
+        timeouts[2] = true;
+        c.timeouts = timeouts.into_dyn();
+        StepDataset::new("<t>", c).unwrap()
+    };
+    let clean = build([1.0, 2.0, 40.0, 4.0, 5.0, 6.0]);
+    assert!(clean.notes().is_empty(), "{:?}", clean.notes());
+    let noisy = build([1.0 + 1e-6, 2.0, 40.0, 4.0, 5.0 - 4e-5, 6.0]);
+    assert!(noisy.notes().is_empty(), "{:?}", noisy.notes());
+    let broken = build([1.0, 2.0, 40.0, 4.0, 70.0, 6.0]);
+    assert_eq!(
+        broken.notes(),
+        [
+            "1 row inside episodes has a next observation unlike the next row's observation \
+          (first: row 4): a missing terminal or timeout flag? Chunks run across such rows as \
+          if they were one episode"
+        ]
+    );
+    let twice = build([1.0, 9.0, 40.0, 9.0, 70.0, 6.0]);
+    assert!(
+        twice.notes()[0].starts_with("3 rows inside episodes have"),
+        "{:?}",
+        twice.notes()
+    );
+    assert!(twice.notes()[0].contains("(first: row 1)"));
+}
+
 #[test]
 fn the_fingerprint_follows_the_values_not_the_file_name() {
     let ds = |name: &str, c: StepColumns| StepDataset::new(name, c).unwrap().fingerprint();
