@@ -597,38 +597,23 @@ fn busy_folders_and_non_runs_are_refused() {
     let busy = dir.path().join("busy");
     std::fs::create_dir(&busy).unwrap();
     let lock = chunkql::fsutil::lock_folder(&busy).unwrap();
-    chunkql()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&busy)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "busy is in use by another chunkql process",
-        ));
+    let train_into_busy = |refusal: &str| {
+        chunkql()
+            .args(["train", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&busy)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(refusal));
+    };
+    train_into_busy("busy is in use by another chunkql process");
     // A folder training now holds a run (config.toml): that it is in use
     // is what to say, not "continue it with --resume".
     std::fs::write(busy.join("config.toml"), "").unwrap();
-    chunkql()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&busy)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "busy is in use by another chunkql process",
-        ));
+    train_into_busy("busy is in use by another chunkql process");
     drop(lock);
-    chunkql()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&busy)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("busy already holds a run"));
+    train_into_busy("busy already holds a run");
     chunkql()
         .args(["train", "--resume"])
         .arg(dir.path())
