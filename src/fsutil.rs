@@ -81,9 +81,20 @@ pub struct FolderLock {
     _folder: Option<File>,
 }
 
+/// Another process holds the lock of a run folder.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} is in use by another chunkql process (training in it now); wait for it to end, or \
+     stop it with Ctrl-C",
+    dir.display()
+)]
+pub struct FolderBusy {
+    pub dir: PathBuf,
+}
+
 /// Locks `dir` for this process, or says that another one holds it. Where a
 /// folder cannot be opened as a file (not Linux), there is no lock.
-pub fn lock_folder(dir: &Path) -> Result<FolderLock, String> {
+pub fn lock_folder(dir: &Path) -> Result<FolderLock, FolderBusy> {
     let Ok(folder) = File::open(dir) else {
         return Ok(FolderLock { _folder: None });
     };
@@ -91,11 +102,9 @@ pub fn lock_folder(dir: &Path) -> Result<FolderLock, String> {
         Ok(()) => Ok(FolderLock {
             _folder: Some(folder),
         }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "{} is in use by another chunkql process (training in it now); wait for it \
-             to end, or stop it with Ctrl-C",
-            dir.display()
-        )),
+        Err(std::fs::TryLockError::WouldBlock) => Err(FolderBusy {
+            dir: dir.to_path_buf(),
+        }),
         // A file system without locks: go on without one.
         Err(std::fs::TryLockError::Error(_)) => Ok(FolderLock { _folder: None }),
     }
@@ -154,7 +163,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let held = lock_folder(dir.path()).unwrap();
         let err = lock_folder(dir.path()).unwrap_err();
-        assert!(err.contains("in use by another chunkql process"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("in use by another chunkql process"),
+            "{err}"
+        );
         drop(held);
         lock_folder(dir.path()).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

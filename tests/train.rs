@@ -220,6 +220,28 @@ fn a_stop_before_the_first_update_writes_no_run() {
     assert!(!run.exists());
 }
 
+/// Losses that leave the floats end the run with an error that says at
+/// which update (here at once: rewards scaled by 1e38 overflow float32).
+#[test]
+fn a_diverging_run_stops_with_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let cfg = chunkql::train::TrainConfig::from_file(&config)
+        .unwrap()
+        .with_overrides(&["agent.reward_scale=1e38".into()])
+        .unwrap();
+    let stop = chunkql::train::StopHandle::new();
+    let err = chunkql::train::train(cfg, &dir.path().join("run"), &stop).unwrap_err();
+    assert!(
+        matches!(err, chunkql::train::TrainError::Diverged { step: 1, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("training diverged at step 1 (critic loss ")
+    );
+}
+
 /// A batch too large for memory is refused, once the data's widths are
 /// known, before anything is allocated.
 #[test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::TrainError;
 use crate::agent::Metrics;
 use crate::eval::EvalReport;
 
@@ -72,12 +73,12 @@ pub struct Appender {
 }
 
 impl Appender {
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, TrainError> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(|e| TrainError::io("open", path, e))?;
         Ok(Appender {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
@@ -86,17 +87,16 @@ impl Appender {
 
     /// Appends one row and writes it out at once (a row every `log_every`
     /// updates: cheap, and whoever watches the file sees it).
-    pub fn append<T: Serialize>(&mut self, row: &T) -> Result<(), String> {
+    pub fn append<T: Serialize>(&mut self, row: &T) -> Result<(), TrainError> {
         let line = serde_json::to_string(row).expect("rows serialise");
-        writeln!(self.out, "{line}")
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        writeln!(self.out, "{line}").map_err(|e| TrainError::io("write", &self.path, e))?;
         self.flush()
     }
 
-    pub fn flush(&mut self) -> Result<(), String> {
+    pub fn flush(&mut self) -> Result<(), TrainError> {
         self.out
             .flush()
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+            .map_err(|e| TrainError::io("write", &self.path, e))
     }
 }
 
@@ -124,19 +124,18 @@ struct Step {
 }
 
 /// Keeps the lines of `path` whose `step` is at most `step` (atomically).
-pub fn truncate_after(path: &Path, step: u64) -> Result<(), String> {
+pub fn truncate_after(path: &Path, step: u64) -> Result<(), TrainError> {
     if !path.exists() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io("read", path, e))?;
     let kept: String = text
         .lines()
         .filter(|line| serde_json::from_str::<Step>(line).is_ok_and(|s| s.step <= step))
         .map(|line| format!("{line}\n"))
         .collect();
     crate::fsutil::atomic_write(path, |w| w.write_all(kept.as_bytes()))
-        .map_err(|e| format!("cannot rewrite {}: {e}", path.display()))
+        .map_err(|e| TrainError::io("rewrite", path, e))
 }
 
 #[cfg(test)]

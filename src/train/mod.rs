@@ -36,7 +36,7 @@ use crate::chunk::{ChunkError, ChunkIndex, gib};
 use crate::data::DataError;
 use crate::env::UnknownEnv;
 use crate::eval::{EvalConfig, EvalError, EvalReport, evaluate};
-use crate::fsutil::{FolderLock, lock_folder};
+use crate::fsutil::{FolderBusy, FolderLock, lock_folder};
 use crate::noise::{NoiseSource, NoiseState};
 
 /// Files of a run folder.
@@ -62,6 +62,28 @@ pub enum TrainError {
     Eval(#[from] EvalError),
     #[error(transparent)]
     Env(#[from] UnknownEnv),
+    /// A run folder another process trains in.
+    #[error(transparent)]
+    Busy(#[from] FolderBusy),
+    /// A file of the run could not be read or written.
+    #[error("cannot {action} {}: {error}", file.display())]
+    Io {
+        action: &'static str,
+        file: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    /// A loss became NaN or infinite.
+    #[error(
+        "training diverged at step {step} (critic loss {critic_loss}, actor loss \
+         {actor_loss}); try a smaller learning rate or grad_clip"
+    )]
+    Diverged {
+        step: u64,
+        critic_loss: f64,
+        actor_loss: f64,
+    },
+    /// Anything else about the run folder or the run's state, said in words.
     #[error("{0}")]
     Run(String),
     /// The run was asked to stop ([`StopHandle`]) and wrote a checkpoint.
@@ -76,6 +98,17 @@ pub enum TrainError {
     /// written.
     #[error("stopped before the first update: no run files were written")]
     StoppedBeforeStart,
+}
+
+impl TrainError {
+    /// An I/O error of `action` ("read", "write", ...) on `file`.
+    pub(crate) fn io(action: &'static str, file: &Path, error: std::io::Error) -> Self {
+        TrainError::Io {
+            action,
+            file: file.to_path_buf(),
+            error,
+        }
+    }
 }
 
 /// The training loop's own state, stored in every checkpoint.
@@ -156,7 +189,7 @@ pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
     cfg.validate()?;
     if dir.join(CONFIG_FILE).exists() {
         // Training in it now is the more useful thing to say.
-        lock_folder(dir).map_err(TrainError::Run)?;
+        lock_folder(dir)?;
         return Err(holds_a_run(dir));
     }
     // Without its config the folder cannot be resumed, but a new run there
@@ -283,12 +316,11 @@ fn start(
     if stop.is_stopped() {
         return Err(TrainError::StoppedBeforeStart);
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io("create", dir, e))?;
     let lock = match lock {
         Some(lock) => lock,
         None => {
-            let lock = lock_folder(dir).map_err(TrainError::Run)?;
+            let lock = lock_folder(dir)?;
             // Another process may have started a run here since `train`
             // looked.
             if dir.join(CONFIG_FILE).exists() {
@@ -387,10 +419,8 @@ impl Run {
                 progress.println(m);
             }
         };
-        let mut metrics_log =
-            log::Appender::open(&self.dir.join(METRICS_FILE)).map_err(TrainError::Run)?;
-        let mut eval_log =
-            log::Appender::open(&self.dir.join(EVAL_FILE)).map_err(TrainError::Run)?;
+        let mut metrics_log = log::Appender::open(&self.dir.join(METRICS_FILE))?;
+        let mut eval_log = log::Appender::open(&self.dir.join(EVAL_FILE))?;
         let mut batch = self.index.empty_batch(cfg.batch_size);
         if cfg.agent.target == crate::agent::TargetKind::OneStep {
             batch = batch.with_one_step();
@@ -405,10 +435,11 @@ impl Run {
             let step = metrics.step;
             progress.set_position(step);
             if !metrics.critic_loss.is_finite() || !metrics.actor_loss.is_finite() {
-                return Err(TrainError::Run(format!(
-                    "training diverged at step {step} (critic loss {}, actor loss {}); try a smaller learning rate or grad_clip",
-                    metrics.critic_loss, metrics.actor_loss
-                )));
+                return Err(TrainError::Diverged {
+                    step,
+                    critic_loss: metrics.critic_loss,
+                    actor_loss: metrics.actor_loss,
+                });
             }
             if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
                 let elapsed = started.elapsed().as_secs_f64();
@@ -428,12 +459,10 @@ impl Run {
                     );
                 }
                 progress.set_message(losses);
-                metrics_log
-                    .append(&MetricsRow {
-                        metrics,
-                        steps_per_second: rate,
-                    })
-                    .map_err(TrainError::Run)?;
+                metrics_log.append(&MetricsRow {
+                    metrics,
+                    steps_per_second: rate,
+                })?;
             }
             let evaluate_now = cfg.evaluates()
                 && ((cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every))
@@ -441,17 +470,15 @@ impl Run {
             if evaluate_now {
                 let report = self.evaluate()?;
                 say(&format!("step {step}: {report}"));
-                eval_log
-                    .append(&EvalRow::of(step, &report))
-                    .map_err(TrainError::Run)?;
+                eval_log.append(&EvalRow::of(step, &report))?;
                 final_eval = Some(report);
             }
             // Read once, so that a stop asked for from here on waits for
             // the next update rather than skipping this one's checkpoint.
             let stopping = step < cfg.steps && self.stop.is_stopped();
             if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps || stopping {
-                metrics_log.flush().map_err(TrainError::Run)?;
-                eval_log.flush().map_err(TrainError::Run)?;
+                metrics_log.flush()?;
+                eval_log.flush()?;
                 let state = LoopState {
                     sampler: self.sampler.state(),
                     env: cfg.env.clone(),
@@ -472,8 +499,8 @@ impl Run {
             }
         }
         progress.finish_and_clear();
-        metrics_log.flush().map_err(TrainError::Run)?;
-        eval_log.flush().map_err(TrainError::Run)?;
+        metrics_log.flush()?;
+        eval_log.flush()?;
         let final_eval = match final_eval {
             None if cfg.evaluates() => Some(self.evaluate()?),
             report => report,

@@ -42,7 +42,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             dir.display()
         )));
     }
-    let lock = lock_folder(dir).map_err(TrainError::Run)?;
+    let lock = lock_folder(dir)?;
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
     let stale = crate::fsutil::remove_stale_temporaries(dir)
         .map_err(|e| TrainError::Run(format!("{}: {e}", dir.display())))?;
@@ -100,7 +100,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             cfg.checkpoint_every.min(cfg.steps)
         );
         for log in [METRICS_FILE, EVAL_FILE] {
-            log::truncate_after(&dir.join(log), 0).map_err(TrainError::Run)?;
+            log::truncate_after(&dir.join(log), 0)?;
         }
         return start(cfg, dir, stop, Some(lock));
     };
@@ -148,8 +148,8 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             cfg.steps
         )));
     }
-    log::truncate_after(&dir.join(METRICS_FILE), step).map_err(TrainError::Run)?;
-    log::truncate_after(&dir.join(EVAL_FILE), step).map_err(TrainError::Run)?;
+    log::truncate_after(&dir.join(METRICS_FILE), step)?;
+    log::truncate_after(&dir.join(EVAL_FILE), step)?;
     if step >= cfg.steps {
         eprintln!(
             "{} is complete ({step} of {} steps){}",

@@ -22,8 +22,7 @@ pub fn load_dataset(cfg: &TrainConfig, say: &dyn Fn(&str)) -> Result<StepDataset
         ));
         let generated = env::generate(&cfg.env, cfg.level, cfg.dataset_episodes, 0)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| TrainError::Run(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| TrainError::io("create", dir, e))?;
         }
         data::write_npz(&path, &generated)?;
     }
