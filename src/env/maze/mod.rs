@@ -51,6 +51,9 @@ pub const DAMPING: f64 = 1.0;
 pub const MAX_SPEED: f64 = 5.0;
 /// Radius of the disk.
 pub const RADIUS: f64 = 0.1;
+/// Distances this close (far above the float error of positions of order
+/// 10, far below any step) count as touching in the contact sweep.
+const TOUCHING: f64 = 1e-9;
 /// Reward 1 when the centre is within this distance of the goal centre.
 pub const GOAL_RADIUS: f64 = 0.5;
 
@@ -94,7 +97,11 @@ pub fn sweep(layout: MazeLayout, pos: &mut [f64; 2], axis: usize, delta: f64) ->
             layout.is_wall_at(c_other, ahead)
         };
         let gap = (q - c_other as f64).abs() - 0.5;
-        if !is_wall || gap >= RADIUS {
+        // Within TOUCHING of the radius the disk touches the cell's face
+        // rather than overlapping its corner: sliding along a flat wall
+        // rests at a contact position that is a float, where the gap to
+        // the next cell of the wall comes out a hair under the radius.
+        if !is_wall || gap >= RADIUS - TOUCHING {
             continue;
         }
         let reach = 0.5

@@ -239,6 +239,35 @@ fn pushing_into_walls_never_enters_them() {
     assert_eq!(env.velocity()[0], 0.0);
 }
 
+/// Pressed diagonally into a flat wall made of several wall cells, the disk
+/// slides along it past the joins between the cells (the contact position
+/// is a float, so the tangent gap there comes out a hair under the radius)
+/// to the corner at the corridor's end.
+#[test]
+fn the_disk_slides_along_a_wall_of_many_cells_past_their_joins() {
+    let mut obs = [0f32; 4];
+    let mut env = PointMaze::new(MazeLayout::UMaze, false);
+    // (start, push, end): the bottom corridor along row 4's walls, the top
+    // one along row 0's, the right one along column 4's.
+    let cases = [
+        ([3.0, 1.0], [1.0, 1.0], [3.4, 3.4]),
+        ([1.0, 1.0], [-1.0, 1.0], [0.6, 3.4]),
+        ([1.0, 3.0], [1.0, 1.0], [3.4, 3.4]),
+    ];
+    for (start, push, end) in cases {
+        env.set_state(start, [0.0; 2], &mut obs);
+        for _ in 0..300 {
+            env.step(&push, &mut obs);
+            assert_clear(&env);
+        }
+        let pos = env.position();
+        assert!(
+            (pos[0] - end[0]).abs() < 1e-9 && (pos[1] - end[1]).abs() < 1e-9,
+            "from {start:?} pushed {push:?}: stuck at {pos:?}, not at {end:?}"
+        );
+    }
+}
+
 #[test]
 fn corners_stop_and_deflect_the_disk() {
     let mut obs = [0f32; 4];
