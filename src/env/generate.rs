@@ -18,7 +18,10 @@ use crate::data::{StepDataset, StepRows};
 pub enum Level {
     /// The scripted expert with a little action noise.
     Expert,
-    /// The expert with much more noise, mixed with noisier episodes.
+    /// The expert with much more action noise in every episode, and worse
+    /// in varied ways (pendulum: weaker controller gains in half of the
+    /// episodes; mazes: random detours, with a detour rate drawn per
+    /// episode).
     Medium,
     /// Uniform random actions.
     Random,

@@ -75,7 +75,8 @@ pub struct EvalArgs {
     pub execute: Option<usize>,
     /// Seed of the episodes' starts and the policy's sampling noise (default:
     /// the run's own evaluation seed, so that with the run's episode count
-    /// this repeats the run's last evaluation).
+    /// this repeats the run's last evaluation). The episodes share one noise
+    /// stream: an episode's outcome depends on --episodes too.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Environment (default: the one the run trained for).
