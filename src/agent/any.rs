@@ -6,8 +6,7 @@ use std::path::Path;
 use tch::{Device, Tensor};
 
 use super::{
-    AgentConfig, AgentError, Algorithm, ChunkAgent, Cpql, DiffusionQl, Metrics,
-    read_checkpoint_info,
+    AgentConfig, AgentError, Algorithm, ChunkAgent, Cpql, DiffusionQl, Metrics, checkpoint,
 };
 use crate::chunk::{ChunkBatch, ChunkDims};
 use crate::data::Normalizer;
@@ -50,9 +49,10 @@ impl AnyAgent {
 
     /// Loads whichever agent the checkpoint holds.
     pub fn load(path: &Path, device: Device) -> Result<Self, AgentError> {
-        Ok(match read_checkpoint_info(path)?.algorithm {
-            Algorithm::Dql => AnyAgent::Dql(ChunkAgent::load(path, device)?),
-            Algorithm::Cpql => AnyAgent::Cpql(ChunkAgent::load(path, device)?),
+        let bytes = checkpoint::read_bytes(path)?;
+        Ok(match checkpoint::info_of(path, &bytes)?.algorithm {
+            Algorithm::Dql => AnyAgent::Dql(ChunkAgent::load_bytes(path, &bytes, device)?),
+            Algorithm::Cpql => AnyAgent::Cpql(ChunkAgent::load_bytes(path, &bytes, device)?),
         })
     }
 

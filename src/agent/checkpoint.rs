@@ -45,14 +45,14 @@ fn checkpoint_error(file: &Path, message: impl Into<String>) -> AgentError {
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, AgentError> {
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, AgentError> {
     std::fs::read(path).map_err(|error| AgentError::Io {
         file: path.display().to_string(),
         error,
     })
 }
 
-fn info_of(path: &Path, bytes: &[u8]) -> Result<CheckpointInfo, AgentError> {
+pub(crate) fn info_of(path: &Path, bytes: &[u8]) -> Result<CheckpointInfo, AgentError> {
     let (_, metadata) =
         SafeTensors::read_metadata(bytes).map_err(|e| checkpoint_error(path, e.to_string()))?;
     let json = metadata
@@ -159,8 +159,17 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
     /// trains exactly as the saved one would have. Fails with a clear error
     /// for a missing, corrupt or foreign file, or one of the other algorithm.
     pub fn load(path: &Path, device: Device) -> Result<Self, AgentError> {
-        let bytes = read_bytes(path)?;
-        let info = info_of(path, &bytes)?;
+        Self::load_bytes(path, &read_bytes(path)?, device)
+    }
+
+    /// [`ChunkAgent::load`] from the bytes of the file at `path`, already
+    /// read.
+    pub(crate) fn load_bytes(
+        path: &Path,
+        bytes: &[u8],
+        device: Device,
+    ) -> Result<Self, AgentError> {
+        let info = info_of(path, bytes)?;
         if info.algorithm != P::ALGORITHM {
             return Err(checkpoint_error(
                 path,
@@ -168,7 +177,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
             ));
         }
         let tensors =
-            SafeTensors::deserialize(&bytes).map_err(|e| checkpoint_error(path, e.to_string()))?;
+            SafeTensors::deserialize(bytes).map_err(|e| checkpoint_error(path, e.to_string()))?;
         let get = |name: &str| tensors.tensor(name).ok().as_ref().and_then(from_view);
         let mut agent = Self::new(info.config, info.dims, info.normalizer, device, info.seed)
             .map_err(|e| checkpoint_error(path, e.to_string()))?;
