@@ -304,6 +304,33 @@ fn chunks_creates_the_parent_folders_of_out() {
     assert!(out.is_file());
 }
 
+/// A chunk table too large for memory is refused before it is built.
+#[test]
+fn a_chunk_table_beyond_the_memory_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), 4000);
+    let out = dir.path().join("chunks.npz");
+    // Line data (O 2, A 1), H 4096, To 4096: 4 (2 * 4096 * 2 + 4096 * 1 +
+    // 4096 + 3) + 16 = 98332 bytes a transition; 4000 episodes of about 34
+    // steps give some 136000 of them, about 12.5 GiB.
+    chunkql()
+        .args(["dataset", "chunks"])
+        .arg(&data)
+        .args(["--horizon", "4096", "--obs-horizon", "4096", "--out"])
+        .arg(&out)
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "chunk transitions (H 4096, To 4096) would take ",
+        ))
+        .stderr(predicate::str::ends_with(
+            " GiB in memory, more than the 8.0 GiB this command holds at once; lower \
+             --horizon or --obs-horizon, or split the step data into smaller files\n",
+        ));
+    assert!(!out.exists());
+}
+
 /// The defaults `train --help` states are the built-in config's, as
 /// `--print-config` prints them.
 #[test]

@@ -30,8 +30,8 @@ impl ChunkDims {
 
     /// Bytes of `count` transitions in a [`ChunkBatch`] (the one-step
     /// columns aside): float32 histories `2 To O`, chunk `H A`, mask `H` and
-    /// three scalars, and two int64s. Computed in u128, so it cannot
-    /// overflow for any widths.
+    /// three scalars, and two int64s. In u128, saturating at its largest
+    /// value (for any widths a ChunkIndex allows, it is exact).
     pub fn bytes(&self, count: usize) -> u128 {
         let (to, o, h, a) = (
             self.obs_horizon as u128,
@@ -39,7 +39,10 @@ impl ChunkDims {
             self.horizon as u128,
             self.act_dim as u128,
         );
-        count as u128 * (4 * (2 * to * o + h * a + h + 3) + 16)
+        let floats = (2 * to)
+            .saturating_mul(o)
+            .saturating_add(h.saturating_mul(a + 1) + 3);
+        (count as u128).saturating_mul(floats.saturating_mul(4).saturating_add(16))
     }
 }
 

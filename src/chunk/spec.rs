@@ -16,7 +16,7 @@ pub enum ChunkError {
     TooLong { name: &'static str, value: usize },
     #[error("{file}: no chunk start can be sampled: {reason}")]
     NothingToSample { file: String, reason: String },
-    #[error("{file}: {rows} rows are more than a chunk index holds (2^32 - 1)")]
+    #[error("{file}: {rows} rows are more than a chunk index holds (at most 2^32 - 2)")]
     TooManyRows { file: String, rows: usize },
 }
 

@@ -470,20 +470,20 @@ fn key_on_line(text: &str, index: usize) -> Option<String> {
     }
 }
 
-/// Why a `--set` value that TOML did not read as a value is not one: an
-/// integer out of TOML's range, TOML's own parse error for what looks like
-/// an array, table or quoted string, a note for what starts like a number;
-/// empty for a plain word (the type error says enough).
+/// Why a bare `--set` value that TOML did not read as a value is not one:
+/// an integer out of TOML's range, TOML's own parse error for what looks
+/// like an array or table, a note for what starts like a number; empty for
+/// a plain word (the type error says enough).
 fn not_a_value_hint(raw: &str) -> String {
-    let digits = raw.strip_prefix(['+', '-']).unwrap_or(raw);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+    let out_of_range = raw.parse::<i128>().is_ok_and(|v| i64::try_from(v).is_err());
+    if out_of_range {
         return format!(
             " (`{raw}` is beyond TOML's integers, {}..={})",
             i64::MIN,
             i64::MAX
         );
     }
-    if raw.starts_with(['[', '{', '"', '\'']) {
+    if raw.starts_with(['[', '{']) {
         let error = format!("v = {raw}").parse::<toml::Table>().err();
         let reason = error.map_or(String::new(), |e| format!(": {}", e.message().trim_end()));
         return format!(" (`{raw}` is not a TOML value{reason})");

@@ -332,12 +332,7 @@ fn start(
     crate::fsutil::atomic_write(&dir.join(CONFIG_FILE), |w| {
         std::io::Write::write_all(w, resolved.to_toml().as_bytes())
     })
-    .map_err(|e| {
-        TrainError::Run(format!(
-            "cannot write {}: {e}",
-            dir.join(CONFIG_FILE).display()
-        ))
-    })?;
+    .map_err(|e| TrainError::io("write", &dir.join(CONFIG_FILE), e))?;
     say(&format!(
         "training {} with H {} on {} ({} sampleable chunks) into {}{}",
         resolved.algorithm,
@@ -524,7 +519,7 @@ impl Run {
             crate::fsutil::atomic_write(&summary_file, |w| {
                 std::io::Write::write_all(w, json.as_bytes())
             })
-            .map_err(|e| TrainError::Run(format!("cannot write summary: {e}")))?;
+            .map_err(|e| TrainError::io("write", &summary_file, e))?;
         }
         Ok(summary)
     }

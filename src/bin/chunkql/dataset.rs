@@ -124,7 +124,7 @@ pub fn run(command: DatasetCommand) -> Result<()> {
                 bail!(
                     "{}: its {} chunk transitions (H {horizon}, To {obs_horizon}) would take {} \
                      in memory, more than the {} this command holds at once; lower --horizon \
-                     or --obs-horizon, or export a part of the data",
+                     or --obs-horizon, or split the step data into smaller files",
                     file.display(),
                     index.len(),
                     gib(table_bytes),

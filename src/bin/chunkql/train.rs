@@ -9,7 +9,8 @@ use clap::Args;
 use chunkql::agent::{AgentError, Algorithm, AnyAgent, read_checkpoint_info};
 use chunkql::eval::{EvalConfig, evaluate, measure_reference};
 use chunkql::train::{
-    self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, StopHandle, TrainConfig, parse_device,
+    self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, StopHandle, TrainConfig, TrainError,
+    parse_device,
 };
 
 #[derive(Debug, Args)]
@@ -188,8 +189,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
             };
             stop_on_ctrl_c(&stop)?;
             let result = train::train(cfg, &dir, &stop);
-            if result.is_err() && args.out.is_none() {
-                // The claimed folder, if the run failed before writing to it.
+            if args.out.is_none()
+                && result
+                    .as_ref()
+                    .is_err_and(|e| !matches!(e, TrainError::Busy(_)))
+            {
+                // The claimed folder, if the run failed before writing to
+                // it (not one another process locked: it is that one's).
                 let _ = std::fs::remove_dir(&dir);
             }
             result?
@@ -245,8 +251,9 @@ fn stop_on_ctrl_c(stop: &StopHandle) -> Result<()> {
                 first = Some(Instant::now());
                 stop.stop();
                 eprintln!(
-                    "\nstopping with a checkpoint once the update or evaluation in progress \
-                     ends (a second Ctrl-C or SIGTERM quits at once)"
+                    "\nstopping once the work in progress ends, with a checkpoint if training \
+                     has begun (a second Ctrl-C or SIGTERM, a second or more later, quits at \
+                     once)"
                 );
             }
         }

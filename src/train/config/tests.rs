@@ -127,6 +127,11 @@ fn unknown_keys_and_bad_values_name_the_key() {
         "{unclosed}"
     );
     assert_eq!(
+        set_error("steps=0100"),
+        "--set steps=0100: invalid type: string \"0100\", expected a whole number >= 0 \
+         (`0100` is not a number TOML can read)"
+    );
+    assert_eq!(
         set_error("agent.act_with_ema=yes"),
         "--set agent.act_with_ema=yes: invalid type: string \"yes\", expected true or false"
     );
