@@ -496,8 +496,7 @@ fn not_a_value_hint(raw: &str) -> String {
 
 /// serde's Rust type names in an error message, said in words.
 fn plain_types(message: &str) -> String {
-    let mut message = message.to_string();
-    for (rust, words) in [
+    let words_for = [
         ("expected u64", "expected a whole number >= 0"),
         ("expected usize", "expected a whole number >= 0"),
         ("expected u32", "expected a whole number >= 0"),
@@ -506,12 +505,11 @@ fn plain_types(message: &str) -> String {
         ("expected f32", "expected a number"),
         ("expected a boolean", "expected true or false"),
         ("expected a sequence", "expected a list such as [256, 256]"),
-    ] {
-        if let Some(rest) = message.strip_suffix(rust) {
-            message = format!("{rest}{words}");
-        }
-    }
-    message
+    ];
+    words_for
+        .iter()
+        .find_map(|(rust, words)| Some(format!("{}{words}", message.strip_suffix(rust)?)))
+        .unwrap_or_else(|| message.to_string())
 }
 
 /// A table's keys, comma-separated, for an error message.

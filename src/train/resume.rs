@@ -45,7 +45,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
     let lock = lock_folder(dir)?;
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
     let stale = crate::fsutil::remove_stale_temporaries(dir)
-        .map_err(|e| TrainError::Run(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| TrainError::io("clean up", dir, e))?;
     if stale > 0 {
         eprintln!(
             "{}: removed {stale} half-written temporary file(s) of a killed process",
