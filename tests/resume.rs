@@ -283,6 +283,50 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
         ));
 }
 
+/// A refused edit is a value with the keys: the library caller gets each
+/// change as `key (saved, now)`, and `steps` past the learning-rate decay
+/// as the message's tail.
+#[test]
+fn a_refused_edit_names_its_keys_in_the_error() {
+    use chunkql::train::{ResumeError, StopHandle, TrainConfig, TrainError, resume, train};
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let cfg = TrainConfig::from_file(&config)
+        .unwrap()
+        .with_overrides(&["agent.lr_decay_steps=20".into()])
+        .unwrap();
+    let run = dir.path().join("run");
+    let stop = StopHandle::new();
+    train(cfg, &run, &stop).unwrap();
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("horizon = 4") && saved.contains("\nsteps = 10\n"));
+    let edited = saved
+        .replace("horizon = 4", "horizon = 8")
+        .replace("\nsteps = 10\n", "\nsteps = 30\n");
+    std::fs::write(run.join("config.toml"), edited).unwrap();
+    let err = resume(&run, &stop).unwrap_err();
+    let message = err.to_string();
+    match err {
+        TrainError::Resume(ResumeError::ConfigEdited {
+            config,
+            checkpoint,
+            changes,
+            also,
+        }) => {
+            assert_eq!(config, run.join("config.toml"));
+            assert_eq!(checkpoint, run.join("checkpoint.safetensors"));
+            assert_eq!(changes, ["horizon (4, 8)"]);
+            let also = also.expect("steps = 30 runs past the decay");
+            assert!(also.starts_with("steps = 30 runs past"), "{also}");
+            assert!(
+                message.ends_with(&format!("may change. Also: {also}")),
+                "{message}"
+            );
+        }
+        err => panic!("{err}"),
+    }
+}
+
 /// A run killed before its first checkpoint resumes by starting again from
 /// its config, and ends as the uninterrupted run does.
 #[test]

@@ -343,3 +343,92 @@ fn busy_folders_and_non_runs_are_refused() {
             dir.path().join("pendulum.npz").display()
         )));
 }
+
+/// The refusals of a resume are values a caller can match on: no folder,
+/// a folder without a run, a file where the folder was meant.
+#[test]
+fn resume_refusals_are_typed() {
+    use chunkql::train::{ResumeError, TrainError, resume};
+    let dir = tempfile::tempdir().unwrap();
+    let stop = chunkql::train::StopHandle::new();
+    let nothing = dir.path().join("nothing");
+    match resume(&nothing, &stop).unwrap_err() {
+        TrainError::Resume(ResumeError::NoSuchFolder { dir }) => assert_eq!(dir, nothing),
+        err => panic!("{err}"),
+    }
+    let err = resume(dir.path(), &stop).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Resume(ResumeError::NotARunFolder { dir: d }) if d == dir.path()),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a run folder (it has no config.toml): --resume takes a folder that \
+             `chunkql train` wrote",
+            dir.path().display()
+        )
+    );
+    let file = dir.path().join("checkpoint.safetensors");
+    std::fs::write(&file, "").unwrap();
+    match resume(&file, &stop).unwrap_err() {
+        TrainError::Resume(ResumeError::IsAFile { path, parent }) => {
+            assert_eq!((path, parent), (file, Some(dir.path().to_path_buf())));
+        }
+        err => panic!("{err}"),
+    }
+}
+
+/// A device name that is none of cpu, cuda, cuda:N is a typed error with
+/// the name.
+#[test]
+fn an_unknown_device_is_refused_with_its_name() {
+    use chunkql::train::{TrainError, parse_device};
+    assert!(matches!(parse_device("cpu"), Ok(tch::Device::Cpu)));
+    let err = parse_device("tpu").unwrap_err();
+    assert!(
+        matches!(&err, TrainError::UnknownDevice { name } if name == "tpu"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "unknown device `tpu` (use cpu, cuda or cuda:N)"
+    );
+}
+
+/// A new run is not started in a folder that holds one, in one with files
+/// of an earlier run, or over a file; each refusal names the folder.
+#[test]
+fn a_new_run_refuses_folders_that_are_not_fresh() {
+    use chunkql::train::{TrainConfig, TrainError, train};
+    let dir = tempfile::tempdir().unwrap();
+    let stop = chunkql::train::StopHandle::new();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("metrics.jsonl"), "").unwrap();
+    match train(TrainConfig::default(), &run, &stop).unwrap_err() {
+        TrainError::LeftoverRun { dir, file } => {
+            assert_eq!((dir, file), (run.clone(), "metrics.jsonl"))
+        }
+        err => panic!("{err}"),
+    }
+    std::fs::write(run.join("config.toml"), "").unwrap();
+    let err = train(TrainConfig::default(), &run, &stop).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::FolderHoldsRun { dir } if *dir == run),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{0} already holds a run; continue it with --resume {0} or choose another --out",
+            run.display()
+        )
+    );
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    match train(TrainConfig::default(), &file, &stop).unwrap_err() {
+        TrainError::NotAFolder { dir } => assert_eq!(dir, file),
+        err => panic!("{err}"),
+    }
+}

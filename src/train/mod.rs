@@ -8,6 +8,7 @@
 //! `checkpoint.safetensors`, `curves.png`, `summary.json`.
 
 mod config;
+mod error;
 mod log;
 mod plot;
 mod resume;
@@ -24,19 +25,18 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 pub use config::{ConfigError, MAX_BATCH_BYTES, MAX_EPISODES, MAX_SEED, NO_ENV, TrainConfig};
+pub use error::TrainError;
 pub use log::{EvalRow, MetricsRow, read_jsonl};
 pub use plot::plot_curves;
-pub use resume::resume;
+pub use resume::{ResumeError, resume};
 pub use run_data::load_dataset;
 use run_data::normalizer_for;
 pub use stop::StopHandle;
 
-use crate::agent::{AgentError, Algorithm, AnyAgent, auto_workers};
-use crate::chunk::{ChunkError, ChunkIndex, gib};
-use crate::data::DataError;
-use crate::env::UnknownEnv;
-use crate::eval::{EvalConfig, EvalError, EvalReport, evaluate};
-use crate::fsutil::{FolderBusy, FolderLock, lock_folder};
+use crate::agent::{Algorithm, AnyAgent, auto_workers};
+use crate::chunk::{ChunkIndex, gib};
+use crate::eval::{EvalConfig, EvalReport, evaluate};
+use crate::fsutil::{FolderLock, lock_folder};
 use crate::noise::{NoiseSource, NoiseState};
 
 /// Files of a run folder.
@@ -46,70 +46,6 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const EVAL_FILE: &str = "eval.jsonl";
 pub const CURVES_FILE: &str = "curves.png";
 pub const SUMMARY_FILE: &str = "summary.json";
-
-/// Everything that can stop a run.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error(transparent)]
-    Chunk(#[from] ChunkError),
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    #[error(transparent)]
-    Eval(#[from] EvalError),
-    #[error(transparent)]
-    Env(#[from] UnknownEnv),
-    /// A run folder another process trains in.
-    #[error(transparent)]
-    Busy(#[from] FolderBusy),
-    /// A file of the run could not be read or written.
-    #[error("cannot {action} {}: {error}", file.display())]
-    Io {
-        action: &'static str,
-        file: PathBuf,
-        #[source]
-        error: std::io::Error,
-    },
-    /// A loss became NaN or infinite.
-    #[error(
-        "training diverged at step {step} (critic loss {critic_loss}, actor loss \
-         {actor_loss}); try a smaller learning rate or grad_clip"
-    )]
-    Diverged {
-        step: u64,
-        critic_loss: f64,
-        actor_loss: f64,
-    },
-    /// Anything else about the run folder or the run's state, said in words.
-    #[error("{0}")]
-    Run(String),
-    /// The run was asked to stop ([`StopHandle`]) and wrote a checkpoint.
-    #[error(
-        "stopped at update {step} of {steps} with a checkpoint: continue with \
-         `chunkql train --resume {}`",
-        dir.display()
-    )]
-    Stopped { dir: PathBuf, step: u64, steps: u64 },
-    /// The run was asked to stop while it was being set up (loading or
-    /// generating data, building the networks), before anything was
-    /// written.
-    #[error("stopped before the first update: no run files were written")]
-    StoppedBeforeStart,
-}
-
-impl TrainError {
-    /// An I/O error of `action` ("read", "write", ...) on `file`.
-    pub(crate) fn io(action: &'static str, file: &Path, error: std::io::Error) -> Self {
-        TrainError::Io {
-            action,
-            file: file.to_path_buf(),
-            error,
-        }
-    }
-}
 
 /// The training loop's own state, stored in every checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,12 +97,12 @@ pub fn parse_device(name: &str) -> Result<Device, TrainError> {
         Some(None) => return Ok(Device::Cpu),
         Some(Some(index)) => index,
         None => {
-            return Err(TrainError::Run(format!(
-                "unknown device `{name}` (use cpu, cuda or cuda:N)"
-            )));
+            return Err(TrainError::UnknownDevice {
+                name: name.to_string(),
+            });
         }
     };
-    crate::device::cuda(index).map_err(TrainError::Run)
+    crate::device::cuda(index).map_err(TrainError::DeviceUnavailable)
 }
 
 /// A run in progress.
@@ -198,27 +134,24 @@ pub fn train(cfg: TrainConfig, dir: &Path, stop: &StopHandle) -> Result<TrainSum
         .into_iter()
         .find(|f| dir.join(f).exists());
     if let Some(file) = leftover {
-        return Err(TrainError::Run(format!(
-            "{} holds {file} of an earlier run (without its {CONFIG_FILE}, so it cannot be \
-             resumed): choose another --out, or remove the folder",
-            dir.display()
-        )));
+        return Err(TrainError::LeftoverRun {
+            dir: dir.to_path_buf(),
+            file,
+        });
     }
     if dir.exists() && !dir.is_dir() {
-        return Err(TrainError::Run(format!(
-            "{} exists and is not a folder: --out names the run folder",
-            dir.display()
-        )));
+        return Err(TrainError::NotAFolder {
+            dir: dir.to_path_buf(),
+        });
     }
     start(cfg, dir, stop, None)
 }
 
 /// A new run was asked for in `dir`, which holds one.
 fn holds_a_run(dir: &Path) -> TrainError {
-    TrainError::Run(format!(
-        "{} already holds a run; continue it with --resume {0} or choose another --out",
-        dir.display()
-    ))
+    TrainError::FolderHoldsRun {
+        dir: dir.to_path_buf(),
+    }
 }
 
 /// Starts the run `cfg` from update 0 in `dir`, under `lock` if the caller
@@ -500,7 +433,7 @@ impl Run {
             None if cfg.evaluates() => Some(self.evaluate()?),
             report => report,
         };
-        plot_curves(&self.dir).map_err(TrainError::Run)?;
+        plot_curves(&self.dir).map_err(TrainError::Plot)?;
         let seconds = started.elapsed().as_secs_f64();
         let summary = TrainSummary {
             run_dir: self.dir.clone(),

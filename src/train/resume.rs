@@ -3,7 +3,7 @@
 //! refused), on the same data (checked by fingerprint), and ends where the
 //! uninterrupted run would.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tch::Device;
@@ -18,29 +18,128 @@ use crate::chunk::ChunkIndex;
 use crate::fsutil::lock_folder;
 use crate::noise::NoiseSource;
 
+/// Why a run folder cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// `--resume` named a file (the checkpoint, say) instead of its folder.
+    #[error(
+        "{} is a file: --resume takes the run folder{}",
+        path.display(),
+        parent.as_ref().map_or(String::new(), |p| format!(" ({})", p.display()))
+    )]
+    IsAFile {
+        path: PathBuf,
+        /// The folder holding it, where it has one.
+        parent: Option<PathBuf>,
+    },
+    /// `--resume` named a folder that does not exist.
+    #[error("{}: no such run folder", dir.display())]
+    NoSuchFolder { dir: PathBuf },
+    /// A folder without the `config.toml` a run writes first.
+    #[error(
+        "{} is not a run folder (it has no {CONFIG_FILE}): --resume takes a folder that \
+         `chunkql train` wrote",
+        dir.display()
+    )]
+    NotARunFolder { dir: PathBuf },
+    /// A checkpoint without the training loop's state ([`super::LoopState`]).
+    #[error("{}: no training-loop state ({reason})", checkpoint.display())]
+    NoLoopState { checkpoint: PathBuf, reason: String },
+    /// `config` was edited since `checkpoint` in what changes the run's numbers.
+    #[error(
+        "{} differs from the run {} was saved from in {} (saved, now); a run resumes with the \
+         config it started with: only steps, threads, device, the log, eval (eval_every, \
+         eval_episodes, execute) and checkpoint settings, and dataset (to the same data moved) \
+         may change{}",
+        config.display(),
+        checkpoint.display(),
+        changes.join(", "),
+        also.as_ref().map_or(String::new(), |m| format!(". Also: {m}"))
+    )]
+    ConfigEdited {
+        config: PathBuf,
+        checkpoint: PathBuf,
+        /// Each edit as `key (saved, now)`.
+        changes: Vec<String>,
+        /// What else is wrong with the config: `steps` past the learning-rate decay.
+        also: Option<String>,
+    },
+    /// `steps` past `agent.lr_decay_steps` with `agent.lr_min = 0`.
+    #[error(
+        "{}: steps = {steps} runs past this run's learning-rate decay (agent.lr_decay_steps = \
+         {decay}, agent.lr_min = 0): its learning rates are 0 from update {decay} on, so it \
+         cannot train longer than {decay} updates. A run that may be extended is started \
+         with agent.lr_decay_steps set to the longest it may train, or agent.lr_min > 0",
+        config.display()
+    )]
+    PastLearningRateDecay {
+        config: PathBuf,
+        steps: u64,
+        decay: u64,
+    },
+    /// The run's data is not at `path`, the `dataset` of `config`.
+    #[error(
+        "{}: no such file (the run's data, `dataset` in {}); if it moved, point `dataset` \
+         at its new place: a fingerprint check makes sure it is the same data{}",
+        path.display(),
+        config.display(),
+        hint.as_deref().unwrap_or_default()
+    )]
+    DataMissing {
+        path: PathBuf,
+        config: PathBuf,
+        /// How to write generated default data again ([`TrainConfig::regenerate_hint`]).
+        hint: Option<String>,
+    },
+    /// The data's fingerprint is not the one saved with the checkpoint.
+    #[error(
+        "{data} is not the data the run started on (its fingerprint is {fingerprint}, the \
+         checkpoint's {saved}): a run resumes only on its own data"
+    )]
+    OtherData {
+        /// The data's source ([`crate::data::StepDataset::source`]).
+        data: String,
+        fingerprint: String,
+        saved: String,
+    },
+    /// The checkpoint's batch-sampler state cannot be restored.
+    #[error("{}: bad sampler state", checkpoint.display())]
+    BadSamplerState { checkpoint: PathBuf },
+    /// `steps` in `config` below the update `step` of the checkpoint.
+    #[error(
+        "{} says steps = {steps}, but its checkpoint is at update {step}: a run's steps can \
+         only grow",
+        config.display()
+    )]
+    StepsBelowCheckpoint {
+        config: PathBuf,
+        steps: u64,
+        step: u64,
+    },
+}
+
 /// Continues the run in `dir` from its last checkpoint; `stop` as for
 /// [`super::train`].
 pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
     if dir.is_file() {
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-        return Err(TrainError::Run(format!(
-            "{} is a file: --resume takes the run folder{}",
-            dir.display(),
-            parent.map_or(String::new(), |p| format!(" ({})", p.display()))
-        )));
+        return Err(ResumeError::IsAFile {
+            path: dir.to_path_buf(),
+            parent: parent.map(Path::to_path_buf),
+        }
+        .into());
     }
     if !dir.is_dir() {
-        return Err(TrainError::Run(format!(
-            "{}: no such run folder",
-            dir.display()
-        )));
+        return Err(ResumeError::NoSuchFolder {
+            dir: dir.to_path_buf(),
+        }
+        .into());
     }
     if !dir.join(CONFIG_FILE).exists() {
-        return Err(TrainError::Run(format!(
-            "{} is not a run folder (it has no {CONFIG_FILE}): --resume takes a folder that \
-             `chunkql train` wrote",
-            dir.display()
-        )));
+        return Err(ResumeError::NotARunFolder {
+            dir: dir.to_path_buf(),
+        }
+        .into());
     }
     let lock = lock_folder(dir)?;
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
@@ -59,12 +158,12 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         false => None,
         true => {
             let info = read_checkpoint_info(&checkpoint)?;
-            Some(serde_json::from_value(info.extra).map_err(|e| {
-                TrainError::Run(format!(
-                    "{}: no training-loop state ({e})",
-                    checkpoint.display()
-                ))
-            })?)
+            Some(
+                serde_json::from_value(info.extra).map_err(|e| ResumeError::NoLoopState {
+                    checkpoint: checkpoint.clone(),
+                    reason: e.to_string(),
+                })?,
+            )
         }
     };
     if let Some(saved) = state.as_ref().and_then(|s| s.config.as_ref()) {
@@ -76,15 +175,12 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         refuse_edits(dir, &cfg, changes)?;
     }
     if cfg.idle_updates().is_some() {
-        let decay = cfg.agent.lr_decay_steps;
-        return Err(TrainError::Run(format!(
-            "{}: steps = {} runs past this run's learning-rate decay (agent.lr_decay_steps = \
-             {decay}, agent.lr_min = 0): its learning rates are 0 from update {decay} on, so it \
-             cannot train longer than {decay} updates. A run that may be extended is started \
-             with agent.lr_decay_steps set to the longest it may train, or agent.lr_min > 0",
-            dir.join(CONFIG_FILE).display(),
-            cfg.steps
-        )));
+        return Err(ResumeError::PastLearningRateDecay {
+            config: dir.join(CONFIG_FILE),
+            steps: cfg.steps,
+            decay: cfg.agent.lr_decay_steps,
+        }
+        .into());
     }
     cfg.validate().map_err(|e| ConfigError::File {
         file: dir.join(CONFIG_FILE).display().to_string(),
@@ -108,13 +204,12 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
     set_threads(cfg.threads);
     let path = cfg.dataset_path();
     if !cfg.dataset.is_empty() && !path.exists() {
-        return Err(TrainError::Run(format!(
-            "{}: no such file (the run's data, `dataset` in {}); if it moved, point `dataset` \
-             at its new place: a fingerprint check makes sure it is the same data{}",
-            path.display(),
-            dir.join(CONFIG_FILE).display(),
-            cfg.regenerate_hint().unwrap_or_default()
-        )));
+        return Err(ResumeError::DataMissing {
+            path,
+            config: dir.join(CONFIG_FILE),
+            hint: cfg.regenerate_hint(),
+        }
+        .into());
     }
     let data = Arc::new(load_dataset(&cfg, &|m| eprintln!("{m}"))?);
     let fingerprint = data.fingerprint();
@@ -123,11 +218,12 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         .as_ref()
         .filter(|&f| *f != fingerprint)
     {
-        return Err(TrainError::Run(format!(
-            "{} is not the data the run started on (its fingerprint is {fingerprint}, the \
-             checkpoint's {saved}): a run resumes only on its own data",
-            data.source()
-        )));
+        return Err(ResumeError::OtherData {
+            data: data.source().to_string(),
+            fingerprint,
+            saved: saved.clone(),
+        }
+        .into());
     }
     let index = ChunkIndex::new(data, cfg.chunk_spec()?)?;
     let mut agent = AnyAgent::load(&checkpoint, device)?;
@@ -137,16 +233,19 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         resume_check::agent_changes(&agent, &cfg, index.dims()),
     )?;
     set_workers(&mut agent, &cfg, device)?;
-    let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu)
-        .ok_or_else(|| TrainError::Run(format!("{}: bad sampler state", checkpoint.display())))?;
+    let sampler = NoiseSource::from_state(&state.sampler, Device::Cpu).ok_or_else(|| {
+        ResumeError::BadSamplerState {
+            checkpoint: checkpoint.clone(),
+        }
+    })?;
     let step = agent.step();
     if step > cfg.steps {
-        return Err(TrainError::Run(format!(
-            "{} says steps = {}, but its checkpoint is at update {step}: a run's steps can \
-             only grow",
-            dir.join(CONFIG_FILE).display(),
-            cfg.steps
-        )));
+        return Err(ResumeError::StepsBelowCheckpoint {
+            config: dir.join(CONFIG_FILE),
+            steps: cfg.steps,
+            step,
+        }
+        .into());
     }
     log::truncate_after(&dir.join(METRICS_FILE), step)?;
     log::truncate_after(&dir.join(EVAL_FILE), step)?;
@@ -180,20 +279,93 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
 /// An error naming every edit of a resumed run's config that changes its
 /// numbers (`changes`: "key (saved, now)"), and `steps` past the decay too,
 /// so that one pass names all; `Ok` when there are none.
-fn refuse_edits(dir: &Path, cfg: &TrainConfig, changes: Vec<String>) -> Result<(), TrainError> {
+fn refuse_edits(dir: &Path, cfg: &TrainConfig, changes: Vec<String>) -> Result<(), ResumeError> {
     if changes.is_empty() {
         return Ok(());
     }
-    Err(TrainError::Run(format!(
-        "{} differs from the run {} was saved from in {} (saved, now); a run resumes with the \
-         config it started with: only steps, threads, device, the log, eval (eval_every, \
-         eval_episodes, execute) and checkpoint settings, and dataset (to the same data moved) \
-         may change{}",
-        dir.join(CONFIG_FILE).display(),
-        dir.join(CHECKPOINT_FILE).display(),
-        changes.join(", "),
-        cfg.idle_updates()
-            .map(|m| format!(". Also: {m}"))
-            .unwrap_or_default(),
-    )))
+    Err(ResumeError::ConfigEdited {
+        config: dir.join(CONFIG_FILE),
+        checkpoint: dir.join(CHECKPOINT_FILE),
+        changes,
+        also: cfg.idle_updates(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_given_to_resume_names_its_folder_where_it_has_one() {
+        let error = |path: &str, parent: Option<&str>| {
+            ResumeError::IsAFile {
+                path: path.into(),
+                parent: parent.map(PathBuf::from),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            error("run/checkpoint.safetensors", Some("run")),
+            "run/checkpoint.safetensors is a file: --resume takes the run folder (run)"
+        );
+        assert_eq!(
+            error("checkpoint.safetensors", None),
+            "checkpoint.safetensors is a file: --resume takes the run folder"
+        );
+    }
+
+    #[test]
+    fn a_refused_edit_lists_the_changes_and_what_else_is_wrong() {
+        let cfg = TrainConfig {
+            steps: 30,
+            ..TrainConfig::default()
+        };
+        let changes = vec![
+            "horizon (4, 8)".to_string(),
+            "gamma (0.99, 0.9)".to_string(),
+        ];
+        let error = refuse_edits(Path::new("run"), &cfg, changes.clone()).unwrap_err();
+        assert!(
+            matches!(&error, ResumeError::ConfigEdited { changes: c, also: None, .. } if *c == changes),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "run/config.toml differs from the run run/checkpoint.safetensors was saved from in \
+             horizon (4, 8), gamma (0.99, 0.9) (saved, now); a run resumes with the config it \
+             started with: only steps, threads, device, the log, eval (eval_every, \
+             eval_episodes, execute) and checkpoint settings, and dataset (to the same data \
+             moved) may change"
+        );
+        let mut decaying = cfg.clone();
+        decaying.agent.lr_decay_steps = 20;
+        let error = refuse_edits(Path::new("run"), &decaying, changes).unwrap_err();
+        let also = decaying.idle_updates().unwrap();
+        assert!(
+            matches!(&error, ResumeError::ConfigEdited { also: Some(a), .. } if *a == also),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .ends_with(&format!("may change. Also: {also}")),
+            "{error}"
+        );
+        assert!(refuse_edits(Path::new("run"), &cfg, Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn missing_data_keeps_the_regenerate_hint() {
+        let error = ResumeError::DataMissing {
+            path: "data/pendulum-medium.npz".into(),
+            config: "run/config.toml".into(),
+            hint: Some("; it is the run's generated default data".into()),
+        };
+        assert_eq!(
+            error.to_string(),
+            "data/pendulum-medium.npz: no such file (the run's data, `dataset` in \
+             run/config.toml); if it moved, point `dataset` at its new place: a fingerprint \
+             check makes sure it is the same data; it is the run's generated default data"
+        );
+    }
 }

@@ -28,14 +28,11 @@ pub fn load_dataset(cfg: &TrainConfig, say: &dyn Fn(&str)) -> Result<StepDataset
     }
     let data = data::load(&path)?;
     if cfg.dataset.is_empty() && data.episodes().len() != cfg.dataset_episodes {
-        return Err(TrainError::Run(format!(
-            "{} holds {} episodes, but the config asks for generated data of {} \
-             (dataset_episodes): it was not generated for this run; delete it to generate it \
-             again, or name it with --dataset to train on it",
-            path.display(),
-            data.episodes().len(),
-            cfg.dataset_episodes
-        )));
+        return Err(TrainError::WrongEpisodeCount {
+            path,
+            episodes: data.episodes().len(),
+            asked: cfg.dataset_episodes,
+        });
     }
     for note in data.notes() {
         say(&format!("{}: note: {note}", data.source()));
@@ -72,16 +69,14 @@ pub(super) fn normalizer_for(
     let environment = env::make(&cfg.env)?;
     let spec = environment.spec();
     if spec.obs_dim != data.obs_dim() || spec.act_dim() != data.act_dim() {
-        return Err(TrainError::Run(format!(
-            "{} has observation width {} and action width {}, but env {} has {} and {} \
-             (env = {NO_ENV} trains on it without evaluation)",
-            data.source(),
-            data.obs_dim(),
-            data.act_dim(),
-            spec.name,
-            spec.obs_dim,
-            spec.act_dim()
-        )));
+        return Err(TrainError::DataDoesNotFitEnv {
+            data: data.source().to_string(),
+            obs_dim: data.obs_dim(),
+            act_dim: data.act_dim(),
+            env: spec.name.clone(),
+            env_obs_dim: spec.obs_dim,
+            env_act_dim: spec.act_dim(),
+        });
     }
     check_action_bounds(data, spec)?;
     Ok(fitted.with_action_bounds(spec.action_low.clone(), spec.action_high.clone()))
@@ -97,14 +92,15 @@ fn check_action_bounds(data: &StepDataset, spec: &env::EnvSpec) -> Result<(), Tr
         for (j, &a) in action.iter().enumerate() {
             let slack = 1e-3 * (high[j] - low[j]) as f64;
             if (a as f64) < low[j] as f64 - slack || (a as f64) > high[j] as f64 + slack {
-                return Err(TrainError::Run(format!(
-                    "{}: key `actions` row {row}: {a} is outside {}'s action range [{}, {}] \
-                     (dimension {j})",
-                    data.source(),
-                    spec.name,
-                    low[j],
-                    high[j]
-                )));
+                return Err(TrainError::ActionOutsideRange {
+                    data: data.source().to_string(),
+                    row,
+                    dim: j,
+                    value: a,
+                    env: spec.name.clone(),
+                    low: low[j],
+                    high: high[j],
+                });
             }
         }
     }
@@ -123,13 +119,22 @@ mod tests {
         // A box half as wide: the data's full-scale actions now lie outside.
         spec.action_low = vec![-0.5, -0.5];
         spec.action_high = vec![0.5, 0.5];
-        let message = check_action_bounds(&data, &spec).unwrap_err().to_string();
+        let error = check_action_bounds(&data, &spec).unwrap_err();
+        let message = error.to_string();
         let (row, dim) = data
             .actions()
             .iter()
             .position(|a| a.abs() > 0.5 + 1e-3)
             .map(|i| (i / 2, i % 2))
             .unwrap();
+        assert!(
+            matches!(
+                &error,
+                TrainError::ActionOutsideRange { row: r, dim: d, low, high, .. }
+                    if (*r, *d, *low, *high) == (row, dim, -0.5, 0.5)
+            ),
+            "{message}"
+        );
         assert!(
             message.contains(&format!("key `actions` row {row}:"))
                 && message.contains("outside pointmaze-umaze's action range [-0.5, 0.5]")
