@@ -203,6 +203,47 @@ fn runs_without_out_get_a_folder_each_even_when_started_at_once() {
     assert!(!runs.join("pendulum-dql-h4-s0-3").exists());
 }
 
+/// A second Ctrl-C while a run without --out is still setting up (here:
+/// generating its default data, which it does not interrupt) quits at once
+/// and takes the folder it claimed along: an empty folder nothing could
+/// resume.
+#[test]
+fn quitting_at_once_during_set_up_leaves_no_claimed_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(binary())
+        .current_dir(dir.path())
+        .args([
+            "train",
+            "--set",
+            "dataset_episodes=20000",
+            "--set",
+            "steps=10",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let claimed = dir.path().join("runs/pendulum-dql-h4-s0");
+    let started = std::time::Instant::now();
+    while !claimed.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "ended before claiming");
+        assert!(started.elapsed().as_secs() < 60, "no folder claimed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let interrupt = || {
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    };
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    interrupt();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("quitting at once"), "{stderr}");
+    assert!(!claimed.exists(), "{stderr}");
+}
+
 /// A D4RL-layout HDF5 file (as h5py writes it) of a task without a built-in
 /// environment trains with env = none: the path users with their own data
 /// take.

@@ -172,7 +172,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let stop = StopHandle::new();
     let summary = match &args.resume {
         Some(dir) => {
-            stop_on_ctrl_c(&stop)?;
+            stop_on_ctrl_c(&stop, None)?;
             train::resume(dir, &stop)?
         }
         None => {
@@ -187,7 +187,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 Some(out) => out.clone(),
                 None => claim_default_run_dir(&cfg)?,
             };
-            stop_on_ctrl_c(&stop)?;
+            stop_on_ctrl_c(&stop, args.out.is_none().then(|| dir.clone()))?;
             let result = train::train(cfg, &dir, &stop);
             if args.out.is_none()
                 && result
@@ -229,8 +229,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
 /// update with a checkpoint; a second one quits at once. A repeat within
 /// [`SAME_REQUEST`] of the first is the same request delivered twice (GNU
 /// `timeout` signals the process and then its whole group), not a second
-/// Ctrl-C.
-fn stop_on_ctrl_c(stop: &StopHandle) -> Result<()> {
+/// Ctrl-C. `claimed`: the default run folder this process created, removed
+/// on quitting at once if nothing was written to it yet.
+fn stop_on_ctrl_c(stop: &StopHandle, claimed: Option<PathBuf>) -> Result<()> {
     let stop = stop.clone();
     let mut first: Option<Instant> = None;
     ctrlc::set_handler(move || {
@@ -241,6 +242,11 @@ fn stop_on_ctrl_c(stop: &StopHandle) -> Result<()> {
                     "quitting at once, without a checkpoint: --resume continues from the \
                      last one written"
                 );
+                if let Some(dir) = &claimed {
+                    // Still empty if set-up had not begun writing to it: a
+                    // run folder nothing can resume.
+                    let _ = std::fs::remove_dir(dir);
+                }
                 // At once, from this thread: `_exit` skips the exit handlers
                 // that would tear libtorch down under the main thread still
                 // using it.
