@@ -159,7 +159,7 @@ impl<P: ChunkPolicy> Nets<'_, P> {
     fn q_of_policy(&self, a: SliceA) -> SliceB {
         let chunks = a.chunks.expect("phase A sampled a_pi");
         let mask = full_mask(chunks.size()[0], self.dims.horizon as i64, self.device);
-        let (q1, q2) = self.critic.forward(&a.obs, &chunks, &mask);
+        let (q1, q2) = self.critic.q1_tracked(&a.obs, &chunks, &mask);
         let [q1_sum, q2_abs_sum] = host_scalars([&q1.sum(Kind::Float), &q2.abs().sum(Kind::Float)]);
         SliceB {
             bc: a.bc,

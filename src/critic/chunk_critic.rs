@@ -185,6 +185,26 @@ impl TwinCritic {
         }
     }
 
+    /// (Q1, Q2) as the actor's Q term uses them: Q1 with its graph, Q2
+    /// without one (it enters only through mean |Q2|, held constant). Each
+    /// `[B]`, the numbers of [`forward`](Self::forward). The `unet` pair
+    /// evaluates Q2 without recording a graph; the stacked `mlp` twin runs
+    /// both heads as one network, so its backward pass still runs through
+    /// both (running Q1 alone changes the float sums, and with them every
+    /// run's numbers, for no speed-up we could measure: docs/benchmarks.md).
+    pub fn q1_tracked(&self, obs: &Tensor, chunk: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+        match self {
+            TwinCritic::Stacked { .. } => {
+                let (q1, q2) = self.forward(obs, chunk, mask);
+                (q1, q2.detach())
+            }
+            TwinCritic::Pair { q1, q2 } => (
+                q1.forward(obs, chunk, mask),
+                tch::no_grad(|| q2.forward(obs, chunk, mask)),
+            ),
+        }
+    }
+
     /// min(Q1, Q2): `[B]`.
     pub fn min(&self, obs: &Tensor, chunk: &Tensor, mask: &Tensor) -> Tensor {
         let (q1, q2) = self.forward(obs, chunk, mask);
@@ -259,6 +279,20 @@ mod tests {
             assert!(
                 !twin.forward(&obs, &chunk, &short_mask).0.equal(&q1),
                 "{kind:?}: mask is an input"
+            );
+            // The actor's view: Q1 with its graph, Q2 without one.
+            let chunk = chunk.set_requires_grad(true);
+            let (q1, q2) = twin.forward(&obs, &chunk, &mask);
+            let (t1, t2) = twin.q1_tracked(&obs, &chunk, &mask);
+            assert!(t1.equal(&q1) && t2.equal(&q2), "{kind:?}: the same numbers");
+            assert!(t1.requires_grad() && !t2.requires_grad(), "{kind:?}");
+            let via_forward =
+                Tensor::run_backward(&[&q1.sum(Kind::Float)], &[&chunk], false, false);
+            let via_tracked =
+                Tensor::run_backward(&[&t1.sum(Kind::Float)], &[&chunk], false, false);
+            assert!(
+                via_tracked[0].equal(&via_forward[0]),
+                "{kind:?}: the same gradient"
             );
             // One critic alone (the library's single-critic type).
             let single = ChunkCritic::new(&(vs.root() / "single"), dims, &cfg);
