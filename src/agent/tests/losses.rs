@@ -18,16 +18,16 @@ use crate::noise::NoiseSource;
 use crate::policy::{ConsistencyPolicy, DiffusionPolicy};
 
 /// One hand-made chunk transition with O = 1, To = 1, H = 2, A = 1.
-struct Row {
-    s: f32,
-    chunk: [f32; 2],
-    reward: f32,
-    done: f32,
-    discount: f32,
-    next_s: f32,
+pub(super) struct Row {
+    pub s: f32,
+    pub chunk: [f32; 2],
+    pub reward: f32,
+    pub done: f32,
+    pub discount: f32,
+    pub next_s: f32,
 }
 
-fn hand_batch(rows: &[Row]) -> ChunkBatch {
+pub(super) fn hand_batch(rows: &[Row]) -> ChunkBatch {
     let mut b = ChunkBatch::zeros(rows.len(), ChunkSpec::new(2, 0.5, 1).unwrap(), 1, 1);
     for (i, r) in rows.iter().enumerate() {
         b.observations[i] = r.s;
@@ -46,7 +46,7 @@ fn hand_batch(rows: &[Row]) -> ChunkBatch {
 /// An agent for [`hand_batch`]es: the identity normaliser (so the batch
 /// enters the networks unchanged), linear critics, no gradient clipping,
 /// silent noise (every draw 0).
-fn agent<P: ChunkPolicy>(change: impl FnOnce(&mut AgentConfig)) -> ChunkAgent<P> {
+pub(super) fn agent<P: ChunkPolicy>(change: impl FnOnce(&mut AgentConfig)) -> ChunkAgent<P> {
     one_thread();
     let mut cfg = small_config(8);
     linear_critics(&mut cfg);
@@ -64,7 +64,7 @@ fn agent<P: ChunkPolicy>(change: impl FnOnce(&mut AgentConfig)) -> ChunkAgent<P>
     agent
 }
 
-fn close(got: f64, expected: f64, what: &str) {
+pub(super) fn close(got: f64, expected: f64, what: &str) {
     assert!(
         (got - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
         "{what}: got {got}, expected {expected}"
@@ -180,7 +180,7 @@ fn critic_step_reports_the_same_hand_values() {
 // ------------------------------------------------------------ actor Q term
 
 /// s = [1, 2, -1]; the dataset chunks and the rest do not enter the Q term.
-fn actor_rows() -> ChunkBatch {
+pub(super) fn actor_rows() -> ChunkBatch {
     let row = |s| Row {
         s,
         chunk: [0.0, 0.0],

@@ -3,6 +3,7 @@
 //! checkpoints and devices.
 
 mod act;
+mod bc_term;
 mod bimodal;
 mod checkpoint;
 mod evaluation;

@@ -318,6 +318,107 @@ fn the_update_bootstraps_from_the_ema_policy() {
     );
 }
 
+// ------------------------------ To = 2, no next_observations column
+
+/// Two episodes, O = A = 1, actions 0, and no next_observations column:
+///
+/// | row | 0 | 1 | 2  | 3    | 4 | 5  | 6 | 7 | 8       |
+/// |-----|---|---|----|------|---|----|---|---|---------|
+/// | s   | 1 | 3 | -2 | 4    | 2 | -1 | 5 | 0 | 3       |
+/// | r   | 1 | 2 | 4  | 8    | 1 | -1 | 2 | 1 | 3       |
+/// | end |   |   |    | term |   |    |   |   | timeout |
+fn two_episodes_without_next() -> Arc<StepDataset> {
+    let s = [1.0, 3.0, -2.0, 4.0, 2.0, -1.0, 5.0, 0.0, 3.0];
+    let r = [1.0, 2.0, 4.0, 8.0, 1.0, -1.0, 2.0, 1.0, 3.0];
+    let flag = |row: usize| Array1::from_shape_fn(9, move |i| i == row).into_dyn();
+    let columns = StepColumns {
+        observations: Array2::from_shape_vec((9, 1), s.to_vec())
+            .unwrap()
+            .into_dyn(),
+        actions: Array2::<f32>::zeros((9, 1)).into_dyn(),
+        rewards: Array1::from_vec(r.to_vec()).into_dyn(),
+        terminals: flag(3),
+        timeouts: flag(8),
+        next_observations: None,
+    };
+    Arc::new(StepDataset::new("<no next>", columns).unwrap())
+}
+
+/// A DQL agent (H 2, A 1, To 2; critic input [h_old, h_new, c_0, c_1])
+/// whose online and target critics are Q1 = h_old + 3 h_new and
+/// Q2 = h_old + 3 h_new + 1 (so min = Q1), blind to the chunk: the value
+/// depends on the order of the two history rows.
+fn history_agent() -> DiffusionQl {
+    one_thread();
+    let mut cfg = small_config(8);
+    linear_critics(&mut cfg);
+    let dims = ChunkDims {
+        obs_dim: 1,
+        act_dim: 1,
+        horizon: 2,
+        obs_horizon: 2,
+    };
+    let agent = DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
+    let (q1, q2) = (
+        (&[1.0f32, 3.0, 0.0, 0.0][..], 0.0),
+        (&[1.0f32, 3.0, 0.0, 0.0][..], 1.0),
+    );
+    set_linear_critics(&agent.critic_vs, q1, q2);
+    set_linear_critics(&agent.target_vs, q1, q2);
+    agent
+}
+
+// H = 2, gamma = 0.5, To = 2. Without next_observations the next state of a
+// chunk ending on row e is s[e + 1] and the next history is [s[e], s[e + 1]];
+// starts 7 and 8 end on the timeout row (no next state): not sampled. A
+// terminal chunk's next history repeats s[3] (unused). Q1'(h) = h_old + 3 h_new.
+//
+// d = done. Last column: 3 h_old + h_new and y, the history read the wrong way round.
+//
+// | t | rows | R             | d | g^tau | next hist | Q1'        | y                 | swapped  |
+// |---|------|---------------|---|-------|-----------|------------|-------------------|----------|
+// | 0 | 0,1  | 1 + .5*2 = 2  | 0 | .25   | [3, -2]   | 3-6 = -3   | 2 - .75 = 1.25    | 7:  3.75 |
+// | 1 | 1,2  | 2 + .5*4 = 4  | 0 | .25   | [-2, 4]   | -2+12 = 10 | 4 + 2.5 = 6.5     | -2: 3.5  |
+// | 2 | 2,3  | 4 + .5*8 = 8  | 1 | .25   | [4, 4]    | 16         | 8                 | 8        |
+// | 3 | 3    | 8 (tau 1)     | 1 | .5    | [4, 4]    | 16         | 8                 | 8        |
+// | 4 | 4,5  | 1 - .5 = .5   | 0 | .25   | [-1, 5]   | -1+15 = 14 | .5 + 3.5 = 4      | 2:  1    |
+// | 5 | 5,6  | -1 + .5*2 = 0 | 0 | .25   | [5, 0]    | 5          | 0 + 1.25 = 1.25   | 15: 3.75 |
+// | 6 | 6,7  | 2 + .5 = 2.5  | 0 | .25   | [0, 3]    | 9          | 2.5 + 2.25 = 4.75 | 3:  3.25 |
+//
+// t = 6 bootstraps from s[8], the timeout row's observation. Ignoring done
+// would give y = 8 + .25*16 = 12 (t = 2) and 8 + .5*16 = 16 (t = 3).
+// Sum of y = 33.75, mean 33.75 / 7.
+//
+// The online Q1 on the dataset histories [s[t-1], s[t]], padded with the
+// episode's first row:
+//   t=0 [1, 1] 4; t=1 [1, 3] 10; t=2 [3, -2] -3; t=3 [-2, 4] 10;
+//   t=4 [2, 2] 8 (not [4, 2] from the previous episode: 10);
+//   t=5 [2, -1] -1; t=6 [-1, 5] 14.  Sum 42, mean 6.
+const NO_NEXT_Y: [f64; 7] = [1.25, 6.5, 8.0, 8.0, 4.0, 1.25, 4.75];
+
+#[test]
+fn smdp_target_with_a_two_row_history_and_no_next_observations_by_hand() {
+    let index = index(two_episodes_without_next(), 2, 0.5, 2);
+    let batch = index.all();
+    assert_eq!(
+        batch.start_index,
+        vec![0, 1, 2, 3, 4, 5, 6],
+        "7 and 8 dropped"
+    );
+    assert_eq!(batch.chunk_done, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+    let mut agent = history_agent();
+    let b = agent.tensors(&batch);
+    // The target critics ignore the chunk: any next chunks give the same y.
+    let next = Tensor::full([7, 2, 1], 0.5, (Kind::Float, Device::Cpu));
+    assert_close(&values(&agent.critic_target(&b, &next)), &NO_NEXT_Y);
+
+    // Through `update`: y's mean and the online Q1's mean on the dataset.
+    agent.noise = NoiseSource::silent(Device::Cpu);
+    let metrics = agent.update(&batch);
+    assert_close(&[metrics.target_mean], &[33.75 / 7.0]);
+    assert_close(&[metrics.q_mean], &[6.0]);
+}
+
 /// (cumulative reward, done, discount factor, next Q) of one row.
 type TargetRow = (f32, bool, f32, f32);
 
