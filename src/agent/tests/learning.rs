@@ -219,9 +219,10 @@ fn diffusion_ql_improves_on_behaviour_cloning() {
 /// mode: to the balance of the BC pull 2 (a - mean) and the normalised Q
 /// gradient eta Q'(a) / mean|Q| (see docs/agents.md). With eta = 5 it must
 /// be clearly towards higher Q. The shift varies much from seed to seed
-/// (measured, seeds 0-4: 0.07, 0.60, 0.90, -0.33, 0.90), so it is averaged
-/// over four; cloning's mean action hardly does (0.092-0.107), so one seed
-/// of it is the baseline.
+/// (measured, seeds 0-4: 0.07, 0.60, 0.90, -0.33, 0.90; seeds 0-3 on a
+/// Zen 3 CPU, whose matrix kernels sum in another order: 0.16, 0.70, 1.00,
+/// -0.23), so it is averaged over four; cloning's mean action hardly does
+/// (0.092-0.107), so one seed of it is the baseline.
 #[test]
 fn cpql_q_term_shifts_the_policy_towards_higher_q() {
     let (cloned, _) = train_on_noisy_data::<ConsistencyPolicy>(0.0, 2000, 0);
