@@ -37,20 +37,28 @@ fn agent(target: TargetKind, max_q_samples: usize) -> DiffusionQl {
     agent_with_q2(target, max_q_samples, (&[1.0, 0.0, 0.0, 0.0], 1.0))
 }
 
-/// As [`agent`], with Q2' given as (weights on [s, c_0, c_1, c_2], bias).
-fn agent_with_q2(target: TargetKind, max_q_samples: usize, q2: (&[f32], f32)) -> DiffusionQl {
+/// A DQL agent on O = A = 1 with horizon `h` and history `to`, its critics
+/// linear ([`linear_critics`]), after `change` set the rest of its config.
+fn linear_dql(h: usize, to: usize, change: impl FnOnce(&mut AgentConfig)) -> DiffusionQl {
     let mut cfg = small_config(8);
     linear_critics(&mut cfg);
-    cfg.target = target;
-    cfg.max_q_backup = max_q_samples > 1;
-    cfg.max_q_samples = max_q_samples;
+    change(&mut cfg);
     let dims = ChunkDims {
         obs_dim: 1,
         act_dim: 1,
-        horizon: 3,
-        obs_horizon: 1,
+        horizon: h,
+        obs_horizon: to,
     };
-    let agent = DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
+    DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap()
+}
+
+/// As [`agent`], with Q2' given as (weights on [s, c_0, c_1, c_2], bias).
+fn agent_with_q2(target: TargetKind, max_q_samples: usize, q2: (&[f32], f32)) -> DiffusionQl {
+    let agent = linear_dql(3, 1, |cfg| {
+        cfg.target = target;
+        cfg.max_q_backup = max_q_samples > 1;
+        cfg.max_q_samples = max_q_samples;
+    });
     // Input layout: [obs (1), chunk (3)].
     set_linear_critics(&agent.target_vs, (&[1.0, 2.0, 2.0, 2.0], 0.0), q2);
     agent
@@ -350,15 +358,7 @@ fn two_episodes_without_next() -> Arc<StepDataset> {
 /// depends on the order of the two history rows.
 fn history_agent() -> DiffusionQl {
     one_thread();
-    let mut cfg = small_config(8);
-    linear_critics(&mut cfg);
-    let dims = ChunkDims {
-        obs_dim: 1,
-        act_dim: 1,
-        horizon: 2,
-        obs_horizon: 2,
-    };
-    let agent = DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
+    let agent = linear_dql(2, 2, |_| {});
     let (q1, q2) = (
         (&[1.0f32, 3.0, 0.0, 0.0][..], 0.0),
         (&[1.0f32, 3.0, 0.0, 0.0][..], 1.0),
