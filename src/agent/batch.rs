@@ -19,18 +19,14 @@ pub struct DeviceNormalizer {
 impl DeviceNormalizer {
     pub fn new(norm: &Normalizer, device: Device) -> Self {
         let t = |v: Vec<f32>| Tensor::from_slice(&v).to_device(device);
-        let center = norm
-            .action_low
-            .iter()
-            .zip(&norm.action_high)
-            .map(|(l, h)| 0.5 * (l + h))
-            .collect();
-        let half = norm
-            .action_low
-            .iter()
-            .zip(&norm.action_high)
-            .map(|(l, h)| 0.5 * (h - l))
-            .collect();
+        // In f64: l + h and h - l can overflow float32 (a range near
+        // +-3.4e38), their halves cannot; otherwise the same numbers.
+        let ranges = || {
+            let pairs = norm.action_low.iter().zip(&norm.action_high);
+            pairs.map(|(&l, &h)| (f64::from(l), f64::from(h)))
+        };
+        let center = ranges().map(|(l, h)| (0.5 * (l + h)) as f32).collect();
+        let half = ranges().map(|(l, h)| (0.5 * (h - l)) as f32).collect();
         DeviceNormalizer {
             obs_mean: t(norm.obs_mean.clone()),
             obs_std: t(norm.obs_std.clone()),
@@ -278,6 +274,26 @@ mod tests {
             &[0.0, 0.0, 4.0, 2.0],
             1e-3,
         );
+    }
+
+    #[test]
+    fn action_ranges_at_the_edge_of_float32_scale_to_finite_numbers() {
+        // [-3e38, 3e38]: h - l = 6e38 overflows float32, its half 3e38 does
+        // not; [3.4e38 - 3.4e35, f32::MAX] (a constant action's widened
+        // range): l + h overflows, the centre does not. Raw 0 -> 0 and
+        // 1.5e38 -> 0.5; 3.4e38 -> (3.4e38 - c) / half, about 0.09.
+        let norm = Normalizer {
+            obs_mean: vec![0.0],
+            obs_std: vec![1.0],
+            action_low: vec![-3e38, 3.4e38 - 3.4e35],
+            action_high: vec![3e38, f32::MAX],
+        };
+        let device_norm = DeviceNormalizer::new(&norm, Device::Cpu);
+        let raw = Tensor::from_slice(&[0.0f32, 3.4e38, 1.5e38, 3.4e38]).view([1, 2, 2]);
+        let scaled = values(&device_norm.scale_actions(&raw));
+        assert!(scaled.iter().all(|v| v.is_finite()), "{scaled:?}");
+        assert_close(&[scaled[0], scaled[2]], &[0.0, 0.5], 1e-6);
+        assert!(scaled[1].abs() < 0.2 && scaled[3].abs() < 0.2, "{scaled:?}");
     }
 
     #[test]

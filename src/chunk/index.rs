@@ -44,6 +44,41 @@ pub struct ChunkIndex {
     dropped_end_of_data: usize,
 }
 
+/// Refuses data whose finite rewards sum, over a chunk, beyond float32's
+/// range (a batch would hold an infinite `cumulative_reward`). Only data
+/// with rewards near 1e38 can: the bound max|r| sum_i gamma^i decides
+/// whether the starts are summed at all.
+fn check_discounted_rewards(
+    data: &StepDataset,
+    starts: &[Start],
+    gamma_powers: &[f64],
+) -> Result<(), ChunkError> {
+    let largest = data
+        .rewards()
+        .iter()
+        .fold(0f64, |m, &r| m.max(f64::from(r.abs())));
+    let horizon = gamma_powers.len() - 1;
+    if largest * gamma_powers[..horizon].iter().sum::<f64>() <= f64::from(f32::MAX) {
+        return Ok(());
+    }
+    for s in starts {
+        let (t, tau) = (s.t as usize, s.tau as usize);
+        let sum: f64 = data.rewards()[t..t + tau]
+            .iter()
+            .zip(gamma_powers)
+            .map(|(&r, &g)| g * f64::from(r))
+            .sum();
+        if (sum as f32).is_infinite() {
+            return Err(ChunkError::RewardOverflow {
+                file: data.source().to_string(),
+                row: t,
+                sum,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl ChunkIndex {
     /// Indexes every start of `data` whose chunk has a next state (or ends on
     /// a terminal row). O(N) time; 16 bytes per start.
@@ -89,8 +124,10 @@ impl ChunkIndex {
                 });
             }
         }
+        let gamma_powers = spec.gamma_powers();
+        check_discounted_rewards(&data, &starts, &gamma_powers)?;
         let index = ChunkIndex {
-            gamma_powers: spec.gamma_powers(),
+            gamma_powers,
             data,
             spec,
             starts,

@@ -18,6 +18,11 @@ pub enum ChunkError {
     NothingToSample { file: String, reason: String },
     #[error("{file}: {rows} rows are more than a chunk index holds (at most 2^32 - 2)")]
     TooManyRows { file: String, rows: usize },
+    #[error(
+        "{file}: key `rewards` row {row}: the discounted reward of the chunk starting \
+         there is {sum:.3e}, beyond float32's range"
+    )]
+    RewardOverflow { file: String, row: usize, sum: f64 },
 }
 
 /// The longest chunk H and history To: far beyond any action chunk in use

@@ -475,17 +475,21 @@ pub(crate) fn check_finite(
     Ok(values)
 }
 
-/// Turns numeric flags (any dtype a file may use for booleans) into `bool`,
-/// rejecting anything that is not exactly 0 or 1.
+/// Turns numeric flags (any dtype a file may use for booleans), read as a
+/// column of `shape`, into `bool`, rejecting anything that is not exactly 0
+/// or 1 and naming its row (the first axis, whatever the shape: one of the
+/// wrong rank is refused for its shape afterwards).
 pub(crate) fn flags_from_numbers<T: Copy + Into<f64>>(
     file: &str,
     key: &str,
+    shape: &[usize],
     values: &[T],
 ) -> Result<Vec<bool>, DataError> {
+    let per_row = shape.iter().skip(1).product::<usize>().max(1);
     values
         .iter()
         .enumerate()
-        .map(|(row, &v)| {
+        .map(|(i, &v)| {
             let v: f64 = v.into();
             if v == 0.0 {
                 Ok(false)
@@ -495,7 +499,7 @@ pub(crate) fn flags_from_numbers<T: Copy + Into<f64>>(
                 Err(DataError::BadFlag {
                     file: file.to_string(),
                     key: key.to_string(),
-                    row,
+                    row: i / per_row,
                     value: v,
                 })
             }

@@ -66,6 +66,17 @@ pub enum DataError {
     Empty { file: String },
     #[error("{file}: episode `{episode}` is empty (0 steps)")]
     EmptyEpisode { file: String, episode: String },
+    /// A Minari episode group flagged as ended before its last step.
+    #[error(
+        "{file}: key `{key}` row {row}: the episode ends before its last step (row {last}); \
+         an episode group holds one episode"
+    )]
+    EarlyEpisodeEnd {
+        file: String,
+        key: String,
+        row: usize,
+        last: usize,
+    },
     #[error("{file}: cannot write: {message}")]
     Write { file: String, message: String },
     #[error("{file}: unknown file type (expected .npz{hdf5})", hdf5 = if cfg!(feature = "hdf5") { ", .h5 or .hdf5" } else { "; HDF5 needs the `hdf5` cargo feature" })]

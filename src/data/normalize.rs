@@ -26,22 +26,29 @@ pub struct Normalizer {
 impl Normalizer {
     /// Mean/std of the observations and min/max of the actions of `data`
     /// (a dimension whose actions never vary gets the range [v - d, v + d],
-    /// d = max(1, |v| / 1000), wide enough to survive float32 at any v).
+    /// d = max(1, |v| / 1000), kept within float32's finite range). The std
+    /// is the population one (numpy's default), summed in f64 in two passes
+    /// so that values far from zero keep their spread.
     pub fn fit(data: &StepDataset) -> Self {
         let (o, a, n) = (data.obs_dim(), data.act_dim(), data.len() as f64);
         let mut sum = vec![0f64; o];
-        let mut sum_sq = vec![0f64; o];
         for row in data.observations().chunks_exact(o) {
             for (k, &v) in row.iter().enumerate() {
                 sum[k] += v as f64;
-                sum_sq[k] += (v as f64) * (v as f64);
             }
         }
-        let obs_mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-        let obs_std = sum
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let mut sum_sq = vec![0f64; o];
+        for row in data.observations().chunks_exact(o) {
+            for (k, &v) in row.iter().enumerate() {
+                let d = v as f64 - mean[k];
+                sum_sq[k] += d * d;
+            }
+        }
+        let obs_mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let obs_std = sum_sq
             .iter()
-            .zip(&sum_sq)
-            .map(|(s, q)| (((q / n) - (s / n).powi(2)).max(0.0).sqrt() as f32).max(MIN_STD))
+            .map(|q| ((q / n).sqrt() as f32).max(MIN_STD))
             .collect();
         let mut low = vec![f32::INFINITY; a];
         let mut high = vec![f32::NEG_INFINITY; a];
@@ -54,8 +61,8 @@ impl Normalizer {
         for k in 0..a {
             if high[k] <= low[k] {
                 let pad = 1f32.max(low[k].abs() * 1e-3);
-                low[k] -= pad;
-                high[k] += pad;
+                low[k] = (low[k] - pad).max(f32::MIN);
+                high[k] = (high[k] + pad).min(f32::MAX);
             }
         }
         Normalizer {
@@ -267,11 +274,9 @@ mod tests {
                 let std = var.sqrt().max(f64::from(MIN_STD));
                 let (got_mean, got_std) = (f64::from(norm.obs_mean[k]), f64::from(norm.obs_std[k]));
                 prop_assert!((got_mean - mean).abs() <= 1e-6 * (1.0 + mean.abs()), "mean {} vs {}", got_mean, mean);
-                // fit sums x and x^2 in one pass: the variance loses about
-                // n eps mean^2 (eps = 1.1e-16) to cancellation, the std that
-                // over 2 std; float32 rounding adds 6e-8 std.
-                let cancellation = 1e-14 * (1.0 + mean * mean) / std;
-                prop_assert!((got_std - std).abs() <= 1e-6 * std + cancellation, "std {} vs {}", got_std, std);
+                // Only float32 rounding (6e-8 std) between them: no
+                // cancellation, whatever the offset.
+                prop_assert!((got_std - std).abs() <= 1e-6 * std, "std {} vs {}", got_std, std);
                 prop_assert!(norm.obs_std[k] >= MIN_STD);
             }
             for (k, column) in actions.columns().into_iter().enumerate() {
@@ -303,6 +308,34 @@ mod tests {
         assert_eq!(norm.obs_std, vec![1.0, MIN_STD]);
         assert_eq!(norm.action_low, vec![-0.5, 1.0]);
         assert_eq!(norm.action_high, vec![0.5, 3.0]);
+    }
+
+    #[test]
+    fn the_std_of_values_far_from_zero_keeps_their_spread() {
+        // 1e6, 1e6 + 0.0625, 1e6 + 0.125 (float32's spacing at 1e6 is
+        // 0.0625): mean 1e6 + 0.0625, var 2 x 0.0625^2 / 3 = 0.00260416...,
+        // std 0.0625 sqrt(2/3) = 0.051031036. Summing x^2 (1e12 each) in one
+        // pass loses about 1e-4 of the variance to rounding: a std wrong in
+        // its first digit, or floored at MIN_STD.
+        let norm = Normalizer::fit(&dataset(
+            arr2(&[[1e6f32], [1e6 + 0.0625], [1e6 + 0.125]]),
+            arr2(&[[0.0f32], [1.0], [0.5]]),
+        ));
+        assert_eq!(norm.obs_mean, vec![1e6 + 0.0625]);
+        assert!((norm.obs_std[0] - 0.051_031_036).abs() < 1e-8, "{norm:?}");
+    }
+
+    #[test]
+    fn a_constant_action_at_the_edge_of_float32_gets_a_finite_range() {
+        // 3.4e38 + 3.4e35 overflows float32: the range stops at f32::MAX
+        // (and at f32::MIN on the other side), still of nonzero width.
+        let norm = Normalizer::fit(&dataset(
+            arr2(&[[0.0f32], [1.0]]),
+            arr2(&[[3.4e38f32, -3.4e38], [3.4e38, -3.4e38]]),
+        ));
+        assert_eq!(norm.action_low, vec![3.4e38 - 3.4e35, f32::MIN]);
+        assert_eq!(norm.action_high, vec![f32::MAX, -3.4e38 + 3.4e35]);
+        assert_eq!(norm.check(), Ok(()));
     }
 
     #[test]

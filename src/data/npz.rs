@@ -6,7 +6,7 @@ use std::io::{Read, Seek};
 use std::path::Path;
 
 use ndarray::{ArrayD, ArrayViewD};
-use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
+use ndarray_npy::{NpzReader, NpzWriter, ReadDataError, ReadNpyError, ReadNpzError};
 
 use super::dataset::{STEP_COLUMNS, STEP_KEYS, StepColumns, StepDataset, flags_from_numbers};
 use super::error::DataError;
@@ -139,6 +139,32 @@ pub(super) fn narrow_to_f32(
     Ok(array.mapv(|v| v as f32))
 }
 
+/// One element of a numpy bool array (`|b1`) as its raw byte.
+#[derive(Debug, Clone, Copy)]
+struct BoolByte(u8);
+
+impl ndarray_npy::ReadableElement for BoolByte {
+    fn read_to_end_exact_vec<R: Read>(
+        mut reader: R,
+        type_desc: &py_literal::Value,
+        len: usize,
+    ) -> Result<Vec<Self>, ReadDataError> {
+        if !matches!(type_desc, py_literal::Value::String(s) if s == "|b1") {
+            return Err(ReadDataError::WrongDescriptor(type_desc.clone()));
+        }
+        let mut bytes = vec![0u8; len];
+        reader.read_exact(&mut bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => ReadDataError::MissingData,
+            _ => ReadDataError::Io(e),
+        })?;
+        let extra = std::io::copy(&mut reader, &mut std::io::sink()).map_err(ReadDataError::Io)?;
+        if extra > 0 {
+            return Err(ReadDataError::ExtraBytes(extra as usize));
+        }
+        Ok(bytes.into_iter().map(BoolByte).collect())
+    }
+}
+
 struct NpzFile<R: Read + Seek> {
     file: String,
     reader: NpzReader<R>,
@@ -208,14 +234,14 @@ impl<R: Read + Seek> NpzFile<R> {
 
     /// A flag column: bool, or integers/floats holding exactly 0 or 1.
     fn required_flag(&mut self, key: &str) -> Result<ArrayD<bool>, DataError> {
-        const EXPECTED: &str = "bool, an integer type or a float type holding 0/1";
+        const EXPECTED: &str = "bool, an integer type, float32 or float64 holding 0/1";
         macro_rules! try_numeric {
             ($($t:ty),*) => {$(
                 match self.attempt::<$t>(key)? {
                     Attempt::Found(a) => {
                         let shape = a.shape().to_vec();
                         let values: Vec<f64> = a.iter().map(|&v| v as f64).collect();
-                        let flags = flags_from_numbers(&self.file, key, &values)?;
+                        let flags = flags_from_numbers(&self.file, key, &shape, &values)?;
                         return Ok(ArrayD::from_shape_vec(shape, flags).expect("shape"));
                     }
                     Attempt::Missing => return Err(self.missing(key)),
@@ -223,8 +249,14 @@ impl<R: Read + Seek> NpzFile<R> {
                 }
             )*};
         }
-        let found = match self.attempt::<bool>(key)? {
-            Attempt::Found(a) => return Ok(a),
+        // numpy's bool as its bytes: one other than 0 or 1 (which numpy
+        // reads as True) is named with its row, not a parse error.
+        let found = match self.attempt::<BoolByte>(key)? {
+            Attempt::Found(a) => {
+                let values: Vec<u8> = a.iter().map(|b| b.0).collect();
+                let flags = flags_from_numbers(&self.file, key, a.shape(), &values)?;
+                return Ok(ArrayD::from_shape_vec(a.shape(), flags).expect("shape"));
+            }
             Attempt::Missing => return Err(self.missing(key)),
             Attempt::OtherDtype(found) => found,
         };
@@ -410,6 +442,29 @@ mod tests {
         assert_eq!(
             error_of(&[("terminals", "np.array([0, 0, 3, 0], dtype=np.uint8)")]),
             "DIR/bad.npz: key `terminals` row 2: flag value 3 is neither 0 nor 1"
+        );
+        // A numpy bool stored as a byte other than 0 or 1 (numpy reads it as
+        // True), and a bad flag in a column of the wrong shape: both name
+        // the row it is on.
+        assert_eq!(
+            error_of(&[(
+                "terminals",
+                "np.array([0, 2, 0, 0], dtype=np.uint8).view(bool)"
+            )]),
+            "DIR/bad.npz: key `terminals` row 1: flag value 2 is neither 0 nor 1"
+        );
+        assert_eq!(
+            error_of(&[(
+                "timeouts",
+                "np.array([[0, 0, 0], [0, 0, 5], [0, 0, 0], [0, 0, 0]], dtype=np.uint8)"
+            )]),
+            "DIR/bad.npz: key `timeouts` row 1: flag value 5 is neither 0 nor 1"
+        );
+        // Flag values only of float32 or float64 (as the floats columns).
+        assert_eq!(
+            error_of(&[("terminals", "np.zeros(4, dtype=np.float16)")]),
+            "DIR/bad.npz: key `terminals` has dtype '<f2', expected bool, an integer type, \
+             float32 or float64 holding 0/1"
         );
     }
 

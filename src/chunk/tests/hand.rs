@@ -369,3 +369,42 @@ fn a_horizon_longer_than_every_episode_is_noted() {
     let index = ChunkIndex::new(three_episodes(true), ChunkSpec::new(3, 0.5, 2).unwrap()).unwrap();
     assert_eq!(index.summary().all_cut_short_note(), None);
 }
+
+#[test]
+fn finite_rewards_whose_discounted_sum_overflows_float32_are_refused() {
+    // Rewards 3e38 (float32 holds up to 3.4028e38), a terminal on row 2,
+    // gamma 0.5. H = 2: row 0 sums 3e38 + 0.5 x 3e38 = 4.5e38, beyond
+    // float32: refused, naming its row. H = 1 (each chunk one reward) stays
+    // inside, and so do alternating signs with gamma 0.2, although their
+    // bound 3e38 x 1.2 does not (row 0: 3e38 - 0.2 x 3e38 = 2.4e38, row 1:
+    // -2.4e38, row 2: 3e38).
+    let spec = |h, gamma| ChunkSpec::new(h, gamma, 1).unwrap();
+    let big = toy(
+        &[3e38, 3e38, 3e38],
+        &[false, false, true],
+        &[false; 3],
+        false,
+    );
+    let err = ChunkIndex::new(big.clone(), spec(2, 0.5)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "<toy>: key `rewards` row 0: the discounted reward of the chunk starting there is \
+         4.500e38, beyond float32's range"
+    );
+    assert!(ChunkIndex::new(big, spec(1, 0.5)).is_ok());
+    let mixed = toy(
+        &[3e38, -3e38, 3e38],
+        &[false, false, true],
+        &[false; 3],
+        false,
+    );
+    let index = ChunkIndex::new(mixed, spec(2, 0.2)).unwrap();
+    let batch = index.gather(&[0, 1, 2]);
+    for (got, want) in batch
+        .cumulative_reward
+        .iter()
+        .zip([2.4e38f32, -2.4e38, 3e38])
+    {
+        assert!((got / want - 1.0).abs() < 1e-6, "{got} vs {want}");
+    }
+}

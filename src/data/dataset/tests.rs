@@ -263,13 +263,19 @@ fn non_finite_values_name_key_and_row() {
 #[test]
 fn numeric_flags_must_be_zero_or_one() {
     assert_eq!(
-        flags_from_numbers("f", "terminals", &[0.0f32, 1.0, 0.0]).unwrap(),
+        flags_from_numbers("f", "terminals", &[3], &[0.0f32, 1.0, 0.0]).unwrap(),
         vec![false, true, false]
     );
-    let err = flags_from_numbers("f", "timeouts", &[0u8, 1, 2]).unwrap_err();
+    let err = flags_from_numbers("f", "timeouts", &[3], &[0u8, 1, 2]).unwrap_err();
     assert_eq!(
         err.to_string(),
         "f: key `timeouts` row 2: flag value 2 is neither 0 nor 1"
+    );
+    // A column of the wrong shape [3, 2]: element 3 (row-major) is row 1.
+    let err = flags_from_numbers("f", "timeouts", &[3, 2], &[0u8, 1, 0, 5, 0, 0]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "f: key `timeouts` row 1: flag value 5 is neither 0 nor 1"
     );
 }
 

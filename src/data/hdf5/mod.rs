@@ -16,7 +16,8 @@
 //! either layout would silently drop the other.
 //!
 //! Floats may be f32 or f64 (narrowed to f32); flags bool (h5py's FALSE/TRUE
-//! enum) or integers/floats holding exactly 0 or 1.
+//! enum) or integers, float32 or float64 holding exactly 0 or 1; an episode
+//! group flagged as ended before its last step is refused.
 
 use std::path::Path;
 
@@ -38,7 +39,7 @@ const D4RL_REQUIRED: [&str; 5] = [
     "timeouts",
 ];
 const FLOAT_DTYPES: &str = "float32 or float64";
-const FLAG_DTYPES: &str = "bool, an integer type or a float type holding 0/1";
+const FLAG_DTYPES: &str = "bool, an integer type, float32 or float64 holding 0/1";
 
 /// Reads step data from a D4RL (flat) or Minari (episode groups) HDF5 file;
 /// the layout is detected from the top-level members.

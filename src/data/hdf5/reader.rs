@@ -65,9 +65,14 @@ impl Reader<'_> {
         let dtype = dataset
             .dtype()
             .map_err(|e| format_error(self.file, key, e))?;
-        dtype
-            .to_descriptor()
-            .map_err(|e| self.wrong_dtype(key, format!("unsupported ({e})"), expected))
+        dtype.to_descriptor().map_err(|e| {
+            // The one case worth naming: a float of another width (float16).
+            let found = match e.to_string().contains("size of float") {
+                true => format!("float{}", 8 * dtype.size()),
+                false => format!("unsupported ({e})"),
+            };
+            self.wrong_dtype(key, found, expected)
+        })
     }
 
     fn wrong_dtype(&self, key: &str, found: String, expected: &'static str) -> DataError {
@@ -137,7 +142,7 @@ impl Reader<'_> {
             }
             other => return Err(self.wrong_dtype(key, other.to_string(), FLAG_DTYPES)),
         };
-        let flags = flags_from_numbers(self.file, key, &values)?;
+        let flags = flags_from_numbers(self.file, key, &shape, &values)?;
         self.array(key, shape, flags)
     }
 
@@ -152,6 +157,13 @@ impl Reader<'_> {
             return Err(self.wrong_shape(&actions_key, actions.shape(), "[T, A]".into()));
         }
         let (steps, act_dim) = (actions.shape()[0], actions.shape()[1]);
+        if act_dim == 0 {
+            return Err(self.wrong_shape(
+                &actions_key,
+                actions.shape(),
+                "[T, A] with A >= 1".into(),
+            ));
+        }
         if steps == 0 {
             return Err(DataError::EmptyEpisode {
                 file: self.file.to_string(),
@@ -181,6 +193,9 @@ impl Reader<'_> {
                 ));
             }
             let width = obs.shape()[1];
+            if width == 0 {
+                return Err(self.wrong_shape(&obs_key, obs.shape(), "[T+1, O] with O >= 1".into()));
+            }
             Observations {
                 values: self.finite(&obs_key, width, into_vec(obs))?,
                 width,
@@ -199,6 +214,21 @@ impl Reader<'_> {
         };
         let terminations = flags("terminations")?;
         let truncations = flags("truncations")?;
+        // A group is one episode: a flag before its last step would split
+        // it in two, joined by a transition that never happened.
+        for (member, column) in [
+            ("terminations", &terminations),
+            ("truncations", &truncations),
+        ] {
+            if let Some(row) = column[..steps - 1].iter().position(|&f| f) {
+                return Err(DataError::EarlyEpisodeEnd {
+                    file: self.file.to_string(),
+                    key: key(member),
+                    row,
+                    last: steps - 1,
+                });
+            }
+        }
 
         Ok(EpisodeData {
             observations,
@@ -252,6 +282,13 @@ impl Reader<'_> {
             ));
         }
         let obs_dim: usize = columns.iter().map(|(_, width, _)| width).sum();
+        if obs_dim == 0 {
+            return Err(DataError::Format {
+                file: self.file.to_string(),
+                format: FORMAT,
+                message: format!("`{group_key}`: every member has width 0 (O >= 1 needed)"),
+            });
+        }
         let mut values = Vec::with_capacity(rows * obs_dim);
         for row in 0..rows {
             for (_, width, column) in &columns {

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+mod edges;
 mod layout;
 
 const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
