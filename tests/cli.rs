@@ -289,6 +289,59 @@ fn episodes_beyond_the_limit_are_refused_with_the_range() {
     assert!(!out.exists());
 }
 
+/// A file where an output's folder should be is named, and an I/O error
+/// is printed once.
+#[test]
+fn an_out_below_a_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), 3);
+    let file = dir.path().join("my.toml");
+    std::fs::write(&file, "").unwrap();
+    let below = file.join("sub");
+    fails_with(
+        &[
+            "generate".as_ref(),
+            "line".as_ref(),
+            "--out".as_ref(),
+            below.join("a.npz").as_ref(),
+        ],
+        &format!(
+            "error: cannot create {}: {} is a file, not a folder\n",
+            below.display(),
+            file.display()
+        ),
+    );
+    fails_with(
+        &[
+            "dataset".as_ref(),
+            "chunks".as_ref(),
+            data.as_ref(),
+            "--horizon".as_ref(),
+            "2".as_ref(),
+            "--out".as_ref(),
+            file.join("c.npz").as_ref(),
+        ],
+        &format!(
+            "error: cannot create {}: {} is a file, not a folder\n",
+            file.display(),
+            file.display()
+        ),
+    );
+    // (after train's notes on the data)
+    chunkql()
+        .args(["train", "--env", "none", "--dataset"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&below)
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicate::str::ends_with(format!(
+            "\nerror: cannot create {}: Not a directory (os error 20)\n",
+            below.display()
+        )));
+}
+
 #[test]
 fn chunks_creates_the_parent_folders_of_out() {
     let dir = tempfile::tempdir().unwrap();

@@ -77,6 +77,20 @@ fn a_run_writes_its_files_and_evaluates() {
         again["report"]["episode_return"]["mean"], last["mean_return"],
         "{again} vs {last}"
     );
+    // The seed is a string (it exceeds 2^53, which JSON numbers keep only in
+    // some tools): passed back as --seed, it plays the same episodes.
+    let seed = again["seed"].as_str().expect("the seed as a string");
+    let replayed = chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--json", "--seed", seed])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let replayed: serde_json::Value = serde_json::from_slice(&replayed).unwrap();
+    assert_eq!(replayed["report"], again["report"]);
     chunkql()
         .arg("eval")
         .arg(run.join("checkpoint.safetensors"))

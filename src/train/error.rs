@@ -32,12 +32,12 @@ pub enum TrainError {
     /// A resume refused: the folder, its checkpoint, config or data.
     #[error(transparent)]
     Resume(#[from] ResumeError),
-    /// A file of the run could not be read or written.
+    /// A file of the run could not be read or written. (The message holds
+    /// the I/O error: not also a `source`, which `{:#}` would print twice.)
     #[error("cannot {action} {}: {error}", file.display())]
     Io {
         action: &'static str,
         file: PathBuf,
-        #[source]
         error: std::io::Error,
     },
     /// A loss became NaN or infinite.

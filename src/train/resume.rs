@@ -122,7 +122,11 @@ pub enum ResumeError {
 /// [`super::train`].
 pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError> {
     if dir.is_file() {
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        // Named as the run folder only where it is one (the file is its
+        // checkpoint or config, say), not for any file's folder.
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && p.join(CONFIG_FILE).is_file());
         return Err(ResumeError::IsAFile {
             path: dir.to_path_buf(),
             parent: parent.map(Path::to_path_buf),
@@ -311,6 +315,34 @@ mod tests {
         assert_eq!(
             error("checkpoint.safetensors", None),
             "checkpoint.safetensors is a file: --resume takes the run folder"
+        );
+    }
+
+    #[test]
+    fn a_file_given_to_resume_names_its_folder_only_where_that_is_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+        for folder in [&data, &run] {
+            std::fs::create_dir(folder).unwrap();
+        }
+        std::fs::write(data.join("steps.npz"), b"").unwrap();
+        std::fs::write(run.join(CONFIG_FILE), b"").unwrap();
+        std::fs::write(run.join(CHECKPOINT_FILE), b"").unwrap();
+        let error = |path: &Path| resume(path, &StopHandle::new()).unwrap_err().to_string();
+        assert_eq!(
+            error(&data.join("steps.npz")),
+            format!(
+                "{} is a file: --resume takes the run folder",
+                data.join("steps.npz").display()
+            )
+        );
+        assert_eq!(
+            error(&run.join(CHECKPOINT_FILE)),
+            format!(
+                "{} is a file: --resume takes the run folder ({})",
+                run.join(CHECKPOINT_FILE).display(),
+                run.display()
+            )
         );
     }
 

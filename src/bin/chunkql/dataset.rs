@@ -213,9 +213,17 @@ fn check_npz_out(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates the folders above `path` that do not exist yet.
+/// Creates the folders above `path` that do not exist yet; a file where
+/// one of them should be is named as such.
 fn create_parent(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+            bail!(
+                "cannot create {}: {} is a file, not a folder",
+                dir.display(),
+                file.display()
+            );
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     Ok(())

@@ -86,8 +86,9 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Print the result as one JSON object (checkpoint, step, seed and the
-    /// report: every episode, the intervals, execute) instead of a line.
+    /// Print the result as one JSON object (checkpoint, step, seed as a
+    /// string, and the report: every episode, the intervals, execute)
+    /// instead of a line.
     #[arg(long)]
     pub json: bool,
 }
@@ -363,7 +364,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         let out = serde_json::json!({
             "checkpoint": checkpoint.display().to_string(),
             "step": agent.step(),
-            "seed": seed,
+            // A string: the run's evaluation seeds exceed 2^53, which JSON
+            // numbers keep only in some tools (jq and JavaScript round them).
+            "seed": seed.to_string(),
             "report": report,
         });
         println!("{out}");
