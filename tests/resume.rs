@@ -396,6 +396,73 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
     );
 }
 
+/// A run stopped between its log rows, then ended there (`steps` lowered to
+/// its checkpoint's update, which the saved learning-rate decay allows),
+/// writes the rows an uninterrupted run of that length ends with: its last
+/// update's metrics and its final evaluation.
+#[test]
+fn a_stopped_run_ended_at_its_checkpoint_logs_its_last_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 600, 1000);
+    let run = dir.path().join("run");
+    let child = started_run(&config, &run, &[]);
+    interrupt(&child);
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let at = checkpoint_step(&run);
+    assert!(0 < at && at < 600, "stopped inside the run (at {at})");
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("lr_decay_steps = 600"), "{saved}");
+    let edited = saved.replace("\nsteps = 600\n", &format!("\nsteps = {at}\n"));
+    assert_ne!(edited, saved);
+    std::fs::write(run.join("config.toml"), edited).unwrap();
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "is complete ({at} of {at} steps)"
+        )));
+
+    let whole = dir.path().join("whole");
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args([
+            "--steps",
+            &at.to_string(),
+            "--set",
+            "agent.lr_decay_steps=600",
+        ])
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
+    let last = |file: &str| lines(&run.join(file)).pop().unwrap()["step"].clone();
+    assert_eq!(
+        (last("metrics.jsonl"), last("eval.jsonl")),
+        (at.into(), at.into())
+    );
+    assert_eq!(
+        lines(&run.join("metrics.jsonl")),
+        lines(&whole.join("metrics.jsonl"))
+    );
+    assert_eq!(
+        lines(&run.join("eval.jsonl")),
+        lines(&whole.join("eval.jsonl"))
+    );
+    // Resumed again: complete, nothing written twice.
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .success();
+    assert_eq!(
+        lines(&run.join("eval.jsonl")),
+        lines(&whole.join("eval.jsonl"))
+    );
+}
+
 /// A second Ctrl-C (a second or more after the first) quits at once,
 /// cleanly, while the first waits for a long evaluation: exit code 130, a
 /// line that says so, no panic or crash from libtorch being torn down under

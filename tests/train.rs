@@ -262,6 +262,33 @@ fn quitting_at_once_during_set_up_leaves_no_claimed_folder() {
 /// environment trains with env = none: the path users with their own data
 /// take.
 #[cfg(feature = "hdf5")]
+/// A folder holding only what a kill during a first `config.toml` write
+/// leaves (its temporary file) takes a new run, which removes the file.
+#[test]
+fn a_new_run_removes_a_killed_writer_s_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    // (no process has a pid past the kernel's limit of 2^22)
+    std::fs::write(run.join(".config.toml.tmp-999999999"), "steps = ").unwrap();
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--set", "eval_every=0", "--out"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "removed 1 half-written temporary file(s) of a killed process",
+        ));
+    let names: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
+}
+
 #[test]
 fn a_d4rl_hdf5_file_trains_without_an_environment() {
     let dir = tempfile::tempdir().unwrap();

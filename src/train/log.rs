@@ -123,6 +123,20 @@ struct Step {
     step: u64,
 }
 
+/// The `step` of the last row of `path` that has one; `None` for a missing
+/// or empty file.
+pub fn last_step(path: &Path) -> Result<Option<u64>, TrainError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io("read", path, e))?;
+    Ok(text
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Step>(line).ok())
+        .map(|row| row.step))
+}
+
 /// Keeps the lines of `path` whose `step` is at most `step` (atomically).
 pub fn truncate_after(path: &Path, step: u64) -> Result<(), TrainError> {
     if !path.exists() {

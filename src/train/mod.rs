@@ -33,7 +33,7 @@ pub use run_data::load_dataset;
 use run_data::normalizer_for;
 pub use stop::StopHandle;
 
-use crate::agent::{Algorithm, AnyAgent, auto_workers};
+use crate::agent::{Algorithm, AnyAgent, Metrics, auto_workers};
 use crate::chunk::{ChunkIndex, gib};
 use crate::eval::{EvalConfig, EvalReport, evaluate};
 use crate::fsutil::{FolderLock, lock_folder};
@@ -66,6 +66,11 @@ pub struct LoopState {
     /// at the saved path or wherever `dataset` now points.
     #[serde(default)]
     pub data_fingerprint: Option<String>,
+    /// What the checkpoint's update measured (absent before 2026-12-03): a
+    /// run stopped between two log rows and ended there (`steps` lowered
+    /// to its checkpoint's update) logs it as its last row.
+    #[serde(default)]
+    pub last_metrics: Option<Metrics>,
 }
 
 /// What a finished run reports.
@@ -117,6 +122,8 @@ struct Run {
     fingerprint: String,
     /// Keeps a second process from training into the same folder.
     _lock: FolderLock,
+    /// The checkpoint's [`LoopState::last_metrics`] on a resume.
+    last_metrics: Option<Metrics>,
 }
 
 /// Trains from scratch into `dir` (which must not hold a run yet); `stop`
@@ -266,6 +273,7 @@ fn start(
         std::io::Write::write_all(w, resolved.to_toml().as_bytes())
     })
     .map_err(|e| TrainError::io("write", &dir.join(CONFIG_FILE), e))?;
+    remove_stale_temporaries(dir)?;
     say(&format!(
         "training {} with H {} on {} ({} sampleable chunks) into {}{}",
         resolved.algorithm,
@@ -289,8 +297,24 @@ fn start(
         stop: stop.clone(),
         fingerprint,
         _lock: lock,
+        last_metrics: None,
     }
     .go()
+}
+
+/// Removes the half-written temporary files a killed process left in the
+/// run folder `dir` (a kill during a first `config.toml` write leaves one
+/// in a folder that a new run may then use).
+fn remove_stale_temporaries(dir: &Path) -> Result<(), TrainError> {
+    let stale = crate::fsutil::remove_stale_temporaries(dir)
+        .map_err(|e| TrainError::io("clean up", dir, e))?;
+    if stale > 0 {
+        eprintln!(
+            "{}: removed {stale} half-written temporary file(s) of a killed process",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn set_threads(threads: usize) {
@@ -388,7 +412,7 @@ impl Run {
                 }
                 progress.set_message(losses);
                 metrics_log.append(&MetricsRow {
-                    metrics,
+                    metrics: metrics.clone(),
                     steps_per_second: rate,
                 })?;
             }
@@ -413,6 +437,7 @@ impl Run {
                     execute: cfg.execute,
                     config: Some(cfg.clone()),
                     data_fingerprint: Some(self.fingerprint.clone()),
+                    last_metrics: Some(metrics),
                 };
                 let state = serde_json::to_value(state).expect("serialisable");
                 self.agent.save(&self.dir.join(CHECKPOINT_FILE), state)?;
@@ -427,12 +452,35 @@ impl Run {
             }
         }
         progress.finish_and_clear();
-        metrics_log.flush()?;
-        eval_log.flush()?;
+        // A session without updates ends a run that is complete, or one
+        // stopped between log rows whose `steps` was lowered to its
+        // checkpoint: its last rows are written where they are missing.
+        let step = self.agent.step();
+        let missing = |file: &str| -> Result<bool, TrainError> {
+            Ok(log::last_step(&self.dir.join(file))? < Some(step))
+        };
+        let last_metrics = self.last_metrics.take().filter(|m| m.step == step);
+        if let Some(metrics) = last_metrics.filter(|_| first_step == step)
+            && missing(METRICS_FILE)?
+        {
+            // steps_per_second: this session made no update.
+            metrics_log.append(&MetricsRow {
+                metrics,
+                steps_per_second: 0.0,
+            })?;
+        }
         let final_eval = match final_eval {
-            None if cfg.evaluates() => Some(self.evaluate()?),
+            None if cfg.evaluates() => {
+                let report = self.evaluate()?;
+                if missing(EVAL_FILE)? {
+                    eval_log.append(&EvalRow::of(step, &report))?;
+                }
+                Some(report)
+            }
             report => report,
         };
+        metrics_log.flush()?;
+        eval_log.flush()?;
         plot_curves(&self.dir).map_err(TrainError::Plot)?;
         let seconds = started.elapsed().as_secs_f64();
         let summary = TrainSummary {

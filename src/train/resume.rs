@@ -147,14 +147,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
     }
     let lock = lock_folder(dir)?;
     let cfg = TrainConfig::from_file(&dir.join(CONFIG_FILE))?;
-    let stale = crate::fsutil::remove_stale_temporaries(dir)
-        .map_err(|e| TrainError::io("clean up", dir, e))?;
-    if stale > 0 {
-        eprintln!(
-            "{}: removed {stale} half-written temporary file(s) of a killed process",
-            dir.display()
-        );
-    }
+    super::remove_stale_temporaries(dir)?;
     let checkpoint = dir.join(CHECKPOINT_FILE);
     // The loop state, and with it the config the run started with, is in
     // the checkpoint (a run stopped before its first has none yet).
@@ -267,6 +260,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
     } else {
         eprintln!("resuming {} at step {step} of {}", dir.display(), cfg.steps);
     }
+    let last_metrics = state.last_metrics;
     Run {
         cfg,
         dir: dir.to_path_buf(),
@@ -276,6 +270,7 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
         stop: stop.clone(),
         fingerprint,
         _lock: lock,
+        last_metrics,
     }
     .go()
 }
