@@ -369,8 +369,10 @@ fn resume_refusals_are_typed() {
             dir.path().display()
         )
     );
+    // A run's file: its folder (one with a config.toml) is named.
     let file = dir.path().join("checkpoint.safetensors");
     std::fs::write(&file, "").unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
     match resume(&file, &stop).unwrap_err() {
         TrainError::Resume(ResumeError::IsAFile { path, parent }) => {
             assert_eq!((path, parent), (file, Some(dir.path().to_path_buf())));
