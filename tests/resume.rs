@@ -27,6 +27,14 @@ fn wait_until(child: &mut Child, ready: impl Fn() -> bool) {
     }
 }
 
+/// The run folders `run` and `whole` hold the same metrics (timings
+/// aside) and evaluation rows.
+fn assert_same_logs(run: &Path, whole: &Path) {
+    for log in ["metrics.jsonl", "eval.jsonl"] {
+        assert_eq!(lines(&run.join(log)), lines(&whole.join(log)), "{log}");
+    }
+}
+
 /// `chunkql train --config CONFIG EXTRA --out RUN` in the background (stderr
 /// captured), returned once its first metrics row is written.
 fn started_run(config: &Path, run: &Path, extra: &[&str]) -> Child {
@@ -119,14 +127,7 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
         "{summary}"
     );
 
-    assert_eq!(
-        lines(&killed.join("metrics.jsonl")),
-        lines(&whole.join("metrics.jsonl"))
-    );
-    assert_eq!(
-        lines(&killed.join("eval.jsonl")),
-        lines(&whole.join("eval.jsonl"))
-    );
+    assert_same_logs(&killed, &whole);
 
     // Resuming a finished run trains nothing, says so, and keeps its summary.
     let summary = std::fs::read(whole.join("summary.json")).unwrap();
@@ -386,14 +387,7 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
         .assert()
         .success()
         .stdout(predicate::str::contains("600 steps"));
-    assert_eq!(
-        lines(&run.join("metrics.jsonl")),
-        lines(&whole.join("metrics.jsonl"))
-    );
-    assert_eq!(
-        lines(&run.join("eval.jsonl")),
-        lines(&whole.join("eval.jsonl"))
-    );
+    assert_same_logs(&run, &whole);
 }
 
 /// A run stopped between its log rows, then ended there (`steps` lowered to
@@ -443,14 +437,7 @@ fn a_stopped_run_ended_at_its_checkpoint_logs_its_last_rows() {
         (last("metrics.jsonl"), last("eval.jsonl")),
         (at.into(), at.into())
     );
-    assert_eq!(
-        lines(&run.join("metrics.jsonl")),
-        lines(&whole.join("metrics.jsonl"))
-    );
-    assert_eq!(
-        lines(&run.join("eval.jsonl")),
-        lines(&whole.join("eval.jsonl"))
-    );
+    assert_same_logs(&run, &whole);
     // Resumed again: complete, nothing written twice.
     chunkql()
         .args(["train", "--resume"])
