@@ -18,3 +18,7 @@ pub mod nn;
 pub mod noise;
 pub mod policy;
 pub mod train;
+
+// The crates whose types chunkql's API takes and returns, at the versions it
+// was built with (a `ChaCha8Rng` of another rand is another type).
+pub use {ndarray, rand, rand_chacha, tch};

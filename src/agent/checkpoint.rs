@@ -181,7 +181,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
         let get = |name: &str| tensors.tensor(name).ok().as_ref().and_then(from_view);
         let mut agent = Self::new(info.config, info.dims, info.normalizer, device, info.seed)
             .map_err(|e| checkpoint_error(path, e.to_string()))?;
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             for (store, name, var) in agent.variables() {
                 let key = format!("{store}/{name}");
                 let saved = get(&key)

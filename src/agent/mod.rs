@@ -13,6 +13,7 @@ mod optim;
 mod policies;
 mod step;
 mod target;
+
 #[cfg(test)]
 mod tests;
 mod tracking;
@@ -262,8 +263,18 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
     /// device): `[B, H, A]` in raw action units, on the agent's device. With
     /// `best_of_n` > 1, samples that many per state and keeps the chunk with
     /// the highest min(Q1, Q2).
+    ///
+    /// # Panics
+    /// If `obs_history` is not `[B, To, O]` with B >= 1 and the agent's To, O.
     pub fn act(&self, obs_history: &Tensor, noise: &mut NoiseSource) -> Tensor {
-        tch::no_grad(|| {
+        let d = self.dims;
+        check_shape(
+            "act: obs_history",
+            obs_history,
+            [d.obs_horizon, d.obs_dim],
+            None,
+        );
+        crate::nn::no_grad(|| {
             let obs = self
                 .norm
                 .observations(&obs_history.to_device(self.device).to_kind(Kind::Float));
@@ -300,8 +311,19 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
 
     /// (Q1, Q2) of raw histories `[B, To, O]` and raw chunks `[B, H, A]` with
     /// a full mask, each `[B]` (for analysis and tests).
+    ///
+    /// # Panics
+    /// If the shapes are not those, with B >= 1 and the agent's dims.
     pub fn q_values(&self, obs_history: &Tensor, chunks: &Tensor) -> (Tensor, Tensor) {
-        tch::no_grad(|| {
+        let d = self.dims;
+        let b = check_shape(
+            "q_values: obs_history",
+            obs_history,
+            [d.obs_horizon, d.obs_dim],
+            None,
+        );
+        check_shape("q_values: chunks", chunks, [d.horizon, d.act_dim], Some(b));
+        crate::nn::no_grad(|| {
             let on_device = |x: &Tensor| x.to_device(self.device).to_kind(Kind::Float);
             let obs = self.norm.observations(&on_device(obs_history));
             let scaled = self.norm.scale_actions(&on_device(chunks));
@@ -375,4 +397,23 @@ pub fn cosine_lr(lr: f64, lr_min: f64, step: u64, decay_steps: u64) -> f64 {
     }
     let progress = step.min(decay_steps) as f64 / decay_steps as f64;
     lr_min + 0.5 * (lr - lr_min) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// Panics, naming what was expected, unless `x` is `[B, rows, width]` with
+/// B >= 1 (and B = `batch` where given); returns B. A wrong shape would
+/// otherwise fail deep inside libtorch with a message about matrix products.
+fn check_shape(what: &str, x: &Tensor, [rows, width]: [usize; 2], batch: Option<i64>) -> i64 {
+    let size = x.size();
+    let b = size.first().copied().unwrap_or(0);
+    let fits = size.len() == 3
+        && b >= 1
+        && batch.is_none_or(|want| want == b)
+        && size[1] == rows as i64
+        && size[2] == width as i64;
+    let batch = batch.map_or("B >= 1".to_string(), |b| b.to_string());
+    assert!(
+        fits,
+        "{what} has shape {size:?}, expected [{batch}, {rows}, {width}]"
+    );
+    b
 }

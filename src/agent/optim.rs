@@ -79,7 +79,7 @@ impl Adam {
     /// Sets the gradient to the sum of `parts` (each `[N]`, packed like the
     /// variables), added in the order given.
     pub fn set_gradient(&mut self, parts: &[Tensor]) {
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let (first, rest) = parts.split_first().expect("at least one gradient part");
             self.grads.copy_(first);
             for part in rest {
@@ -106,7 +106,7 @@ impl Adam {
     /// (no-op when `max_norm` is 0); returns the norm before clipping, as a
     /// scalar tensor on the device (no host synchronisation).
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Tensor {
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let total = self.grads.norm();
             if max_norm > 0.0 {
                 let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
@@ -124,7 +124,7 @@ impl Adam {
         let k = self.step as i32;
         let step_size = self.lr / (1.0 - self.beta1.powi(k));
         let bias2_sqrt = (1.0 - self.beta2.powi(k)).sqrt();
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let g = &self.grads;
             let d = &mut self.scratch;
             let _ = self.m.lerp_(g, 1.0 - self.beta1);
@@ -163,7 +163,7 @@ impl Adam {
         step: i64,
         get: impl Fn(&str) -> Option<Tensor>,
     ) -> Result<(), String> {
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let vars = self.params.variables().iter();
             for ((name, p), (m, v)) in vars.zip(self.m_views.iter().zip(&self.v_views)) {
                 for (prefix, slot) in [("m", m), ("v", v)] {

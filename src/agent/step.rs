@@ -102,7 +102,7 @@ impl<P: ChunkPolicy> Nets<'_, P> {
     /// grouped by state.
     pub fn next_chunks(&self, b: &TensorBatch, noise: &mut NoiseSource) -> Tensor {
         let next_obs = repeat_rows(self.bootstrap_obs(b), self.backup_samples());
-        tch::no_grad(|| self.ema.sample(&next_obs, noise))
+        crate::nn::no_grad(|| self.ema.sample(&next_obs, noise))
     }
 
     /// y = R + (1 - done) * discount * max_k min(Q1', Q2')(s', a'_k) with the
@@ -111,7 +111,7 @@ impl<P: ChunkPolicy> Nets<'_, P> {
         let batch = b.len();
         let k = next_chunks.size()[0] / batch;
         let next_obs = repeat_rows(self.bootstrap_obs(b), k);
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let mask = full_mask(batch * k, self.dims.horizon as i64, self.device);
             let next_q = max_over_samples(&self.target.min(&next_obs, next_chunks, &mask), batch);
             match (self.config.target, &b.one_step) {
@@ -179,7 +179,7 @@ pub(super) fn critic_loss(q1: &Tensor, q2: &Tensor, y: &Tensor, total: i64) -> T
 /// The values of N scalar tensors, read to the host in one copy: on a GPU
 /// one wait for the device instead of one per number.
 fn host_scalars<const N: usize>(scalars: [&Tensor; N]) -> [f64; N] {
-    let stacked = tch::no_grad(|| Tensor::stack(&scalars, 0).to_kind(Kind::Double));
+    let stacked = crate::nn::no_grad(|| Tensor::stack(&scalars, 0).to_kind(Kind::Double));
     let values = Vec::<f64>::try_from(stacked.to_device(tch::Device::Cpu))
         .expect("a stack of scalars reads as f64");
     values.try_into().expect("N values")
@@ -204,7 +204,16 @@ pub(super) use nets;
 
 impl<P: ChunkPolicy> ChunkAgent<P> {
     /// One training step on `batch` (see the module doc).
+    ///
+    /// # Panics
+    /// If `batch` is empty or its dims (H, To, O, A) are not the agent's.
     pub fn update(&mut self, batch: &ChunkBatch) -> Metrics {
+        assert!(!batch.is_empty(), "update: the batch is empty");
+        assert_eq!(
+            batch.dims(),
+            self.dims,
+            "update: a batch of other dims than the agent's (left: the batch's)"
+        );
         let workers = self.workers.clone();
         workers.install(|| self.update_in_slices(batch))
     }

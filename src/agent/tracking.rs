@@ -38,7 +38,7 @@ impl Tracking {
 
     /// follower <- source.
     pub fn copy(&self) {
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             self.follower.shallow_clone().copy_(&self.source);
         });
     }
@@ -46,7 +46,7 @@ impl Tracking {
     /// follower <- follower + weight (source - follower): a soft update with
     /// rate `weight` (= tau), or an EMA step with decay 1 - weight.
     pub fn lerp(&self, weight: f64) {
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let _ = self.follower.shallow_clone().lerp_(&self.source, weight);
         });
     }

@@ -200,7 +200,7 @@ impl TwinCritic {
             }
             TwinCritic::Pair { q1, q2 } => (
                 q1.forward(obs, chunk, mask),
-                tch::no_grad(|| q2.forward(obs, chunk, mask)),
+                crate::nn::no_grad(|| q2.forward(obs, chunk, mask)),
             ),
         }
     }

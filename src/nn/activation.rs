@@ -49,7 +49,7 @@ pub fn mish(x: &Tensor) -> Tensor {
         return x.mish();
     }
     let x = x.contiguous();
-    let value = tch::no_grad(|| x.empty_like());
+    let value = crate::nn::no_grad(|| x.empty_like());
     // SAFETY: `x` is contiguous f32 on the CPU (checked and made so above),
     // `value` and `slope` are fresh tensors of its shape owned here.
     let xs = unsafe { as_slice(&x) };
@@ -57,7 +57,7 @@ pub fn mish(x: &Tensor) -> Tensor {
         mish_slices(xs, unsafe { as_mut_slice(&value) }, None);
         return value;
     }
-    let slope = tch::no_grad(|| x.empty_like());
+    let slope = crate::nn::no_grad(|| x.empty_like());
     mish_slices(
         xs,
         unsafe { as_mut_slice(&value) },
@@ -66,7 +66,7 @@ pub fn mish(x: &Tensor) -> Tensor {
     // Records d y / d x = slope; `y` is not saved by the multiply's backward
     // (only `slope` is), so overwriting its values is invisible to autograd.
     let mut y = &x * &slope;
-    tch::no_grad(|| y.copy_(&value));
+    crate::nn::no_grad(|| y.copy_(&value));
     y
 }
 
@@ -108,6 +108,6 @@ mod tests {
         assert!(!mish(&x).requires_grad());
         let x = x.set_requires_grad(true);
         assert!(mish(&x).requires_grad());
-        tch::no_grad(|| assert!(!mish(&x).requires_grad()));
+        crate::nn::no_grad(|| assert!(!mish(&x).requires_grad()));
     }
 }

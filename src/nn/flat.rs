@@ -132,7 +132,7 @@ fn packed_buffer(vars: &[(String, Tensor)], total: i64) -> Option<Tensor> {
 /// Copies the variables into a new buffer and makes each a view of its slot.
 fn pack(vars: &[(String, Tensor)], total: i64, device: tch::Device) -> Tensor {
     let values = Tensor::zeros([total], (Kind::Float, device));
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         let mut offset = 0;
         for (_, var) in vars {
             let n = var.numel() as i64;
@@ -171,7 +171,7 @@ mod tests {
         );
         assert_eq!(a.size(), vec![2, 2]);
         assert!(a.requires_grad() && b.requires_grad());
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let _ = flat.values().shallow_clone().g_mul_scalar_(10.0);
         });
         assert_eq!(Vec::<f32>::try_from(&b).unwrap(), vec![10.0, 20.0]);
@@ -183,7 +183,7 @@ mod tests {
         let first = FlatVariables::of(&vs);
         let second = FlatVariables::of(&vs);
         assert_eq!(first.values().data_ptr(), second.values().data_ptr());
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             let _ = second.values().shallow_clone().fill_(7.0);
         });
         assert_eq!(Vec::<f32>::try_from(first.values()).unwrap(), vec![7.0; 6]);

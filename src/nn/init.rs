@@ -31,7 +31,7 @@ pub fn reset_parameters<R: Rng + ?Sized>(vs: &nn::VarStore, rng: &mut R) {
             (size.len() >= 2).then(|| size[1..].iter().product())
         }
     };
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         for (name, var) in &vars {
             let fan = if name.ends_with("weight") {
                 fan_in(name, var)

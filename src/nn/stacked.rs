@@ -125,7 +125,7 @@ mod tests {
             let vs = nn::VarStore::new(Device::Cpu);
             let stacked = StackedMlp::new(&vs.root(), 2, 5, &[8, 8], 1, layer_norm);
             let vars = vs.variables();
-            tch::no_grad(|| {
+            crate::nn::no_grad(|| {
                 // Non-trivial norm parameters, different per network.
                 for i in 0..2 {
                     if layer_norm {
@@ -145,7 +145,7 @@ mod tests {
                 let single_vs = nn::VarStore::new(Device::Cpu);
                 let single = Mlp::new(&single_vs.root(), 5, &[8, 8], 1, layer_norm);
                 let singles = single_vs.variables();
-                tch::no_grad(|| {
+                crate::nn::no_grad(|| {
                     for (name, from) in [("l0", "l0"), ("l1", "l1"), ("out", "out")] {
                         let w = vars[&format!("{from}.{STACKED_WEIGHT}")].get(k);
                         let b = vars[&format!("{from}.stacked_bias")].get(k).view([-1]);

@@ -153,7 +153,7 @@ impl ConsistencyPolicy {
         match self.cfg.loss {
             ConsistencyLoss::Consistency => {
                 let sigma_next = self.sigma_table.index_select(0, &(n + 1));
-                let target = tch::no_grad(|| {
+                let target = crate::nn::no_grad(|| {
                     let noisy_next = actions + &z * sigma_next.view([b, 1, 1]);
                     target.denoise(&noisy_next, &sigma_next, obs)
                 });
@@ -300,7 +300,7 @@ mod tests {
             };
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let policy = ConsistencyPolicy::new(&vs.root(), dims, &cfg);
-            tch::no_grad(|| {
+            crate::nn::no_grad(|| {
                 for mut v in vs.trainable_variables() {
                     let _ = v.zero_();
                 }
@@ -450,7 +450,7 @@ mod tests {
             let mut noise = NoiseSource::new(seed, tch::Device::Cpu);
             let x = noise.normal(&[4, 2, 2]) * sigma;
             let obs = noise.normal(&[4, 3]);
-            let got = tch::no_grad(|| policy.denoise(&x, &policy.full(4, sigma, tch::Device::Cpu), &obs));
+            let got = crate::nn::no_grad(|| policy.denoise(&x, &policy.full(4, sigma, tch::Device::Cpu), &obs));
             let host = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
             let (got, x, obs) = (host(&got), host(&x), host(&obs));
             let (c_skip, c_out, c_in) = scalings(sigma, cfg.sigma_min, sigma_data);

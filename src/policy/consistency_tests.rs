@@ -307,7 +307,7 @@ fn sample_matches_the_f64_sampler_for_a_time_dependent_net() {
         for seed in [5u64, 6] {
             let mut noise = NoiseSource::new(seed, Device::Cpu);
             let mut replay = noise.clone();
-            let got = host(&tch::no_grad(|| policy.sample(&obs_t, &mut noise)));
+            let got = host(&crate::nn::no_grad(|| policy.sample(&obs_t, &mut noise)));
             let draws: Vec<Vec<f64>> = (0..steps)
                 .map(|_| host(&replay.normal(&[B as i64, 2, 2])))
                 .collect();
@@ -566,8 +566,8 @@ fn reconstruction_loss_matches_its_formula_for_a_time_dependent_net() {
     for seed in [21u64, 22, 23] {
         let mut noise = NoiseSource::new(seed, Device::Cpu);
         let mut replay = noise.clone();
-        let got =
-            tch::no_grad(|| policy.bc_loss(&obs, &actions, &policy, &mut noise)).double_value(&[]);
+        let got = crate::nn::no_grad(|| policy.bc_loss(&obs, &actions, &policy, &mut noise))
+            .double_value(&[]);
         let n = Vec::<i64>::try_from(replay.integers(B, cfg.scales as i64 - 1)).unwrap();
         let z = host(&replay.normal(&[B as i64, 2, 2]));
         let want = recon(&n, &z, &|s| 250.0 * s.ln());

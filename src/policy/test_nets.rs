@@ -60,7 +60,7 @@ impl KnownNet {
             var("mlp.out.weight").size(),
             vec![chunk_dim, chunk_dim + time_dim + cond_dim]
         );
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             for v in vars.values() {
                 let _ = v.shallow_clone().zero_();
             }

@@ -97,7 +97,7 @@ fn pin_policy<P: ChunkPolicy>(vs: &nn::VarStore, chunk: &[f32]) {
     };
     let bias: Vec<f32> = chunk.iter().map(|c| c * sign * 1e4).collect();
     let vars = vs.variables();
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         let _ = vars["net.mlp.out.weight"].shallow_clone().zero_();
         vars["net.mlp.out.bias"]
             .shallow_clone()
@@ -322,4 +322,68 @@ fn diffusion_ql_best_of_n_returns_the_highest_min_q_candidate() {
 #[test]
 fn cpql_best_of_n_returns_the_highest_min_q_candidate() {
     best_of_n_returns_the_highest_min_q_candidate::<ConsistencyPolicy>(3);
+}
+
+/// A history of the wrong shape (no To axis, another O) or an empty one
+/// panics naming the shape expected, not deep inside libtorch; a batch of
+/// other dims is refused by `update` the same way. Caught, the panics leave
+/// the agent as it was: it trains on afterwards (a panic inside `act`'s
+/// no-gradient section leaves recording on too: `nn::no_grad`'s test).
+#[test]
+fn inputs_of_the_wrong_shape_are_refused_by_name_and_the_agent_trains_on() {
+    let mut agent = agent::<DiffusionPolicy>(|_| {});
+    let panic_of = |f: &mut dyn FnMut()| {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        err.downcast::<String>().map(|s| *s).unwrap_or_default()
+    };
+    let mut noise = NoiseSource::new(1, Device::Cpu);
+    for (shape, got) in [
+        (vec![4i64, 1], "[4, 1]"),
+        (vec![4, 1, 2], "[4, 1, 2]"),
+        (vec![0, 1, 1], "[0, 1, 1]"),
+    ] {
+        let bad = Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu));
+        let message = panic_of(&mut || {
+            let _ = agent.act(&bad, &mut noise);
+        });
+        assert_eq!(
+            message,
+            format!("act: obs_history has shape {got}, expected [B >= 1, 1, 1]")
+        );
+    }
+    let message = panic_of(&mut || {
+        let _ = agent.q_values(
+            &histories(&[0.0, 1.0]),
+            &Tensor::zeros([3, H as i64, A as i64], (Kind::Float, Device::Cpu)),
+        );
+    });
+    assert_eq!(
+        message,
+        "q_values: chunks has shape [3, 3, 2], expected [2, 3, 2]"
+    );
+
+    let (index, _) = line_walk(5, H, 1);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let batch = index.sample(8, &mut rng);
+    let message = panic_of(&mut || {
+        agent.update(&batch);
+    });
+    assert!(
+        message.starts_with("assertion `left == right` failed: update: a batch of other dims"),
+        "{message}"
+    );
+
+    // The line walk's A is 1, the agent's 2: a batch of the agent's dims
+    // trains, with gradients recorded.
+    let mut good =
+        crate::chunk::ChunkBatch::zeros(8, crate::chunk::ChunkSpec::new(H, 0.9, 1).unwrap(), 1, A);
+    good.action_mask.fill(1.0);
+    good.discount_factor.fill(0.9);
+    // (With recording left off, the backward pass would panic: "element 0
+    // of tensors does not require grad".)
+    let metrics = agent.update(&good);
+    assert!(
+        metrics.critic_grad_norm > 0.0 && metrics.actor_loss.is_finite(),
+        "{metrics:?}"
+    );
 }

@@ -24,7 +24,7 @@ use crate::policy::{ConsistencyConfig, ConsistencyLoss, ConsistencyPolicy, Diffu
 /// input (noisy chunk, time, observation).
 fn set_policy_output(vs: &nn::VarStore, bias: &[f32]) {
     let vars = vs.variables();
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         let _ = vars["net.mlp.out.weight"].shallow_clone().zero_();
         let out = &vars["net.mlp.out.bias"];
         assert_eq!(out.size(), vec![bias.len() as i64], "output width");
@@ -60,7 +60,7 @@ fn bc_and_q_update<P: ChunkPolicy>(
     set_policy_output(&agent.policy_vs, &BETA);
     let batch = actor_rows();
     let b = agent.tensors(&batch);
-    let a_pi = tch::no_grad(|| {
+    let a_pi = crate::nn::no_grad(|| {
         agent
             .policy
             .sample(&b.obs, &mut NoiseSource::silent(Device::Cpu))
@@ -263,7 +263,7 @@ fn cpql_consistency_loss_takes_the_ema_policy_as_its_target() {
     // the same (silent) noise, gives the hand values.
     let bc = |target: &ConsistencyPolicy| {
         let mut noise = NoiseSource::silent(Device::Cpu);
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             agent
                 .policy
                 .bc_loss(&b.obs, &b.actions, target, &mut noise)

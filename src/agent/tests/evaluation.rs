@@ -191,7 +191,7 @@ fn evaluate(target: TargetKind) -> Vec<Scored> {
     // time limit with its action mask).
     let all = index.all();
     let b = agent.tensors(&all);
-    let q = tch::no_grad(|| agent.critic.min(&b.obs, &b.actions, &b.critic_mask));
+    let q = crate::nn::no_grad(|| agent.critic.min(&b.obs, &b.actions, &b.critic_mask));
     let q: Vec<f32> = Vec::try_from(q.to_kind(Kind::Float)).unwrap();
     q.iter()
         .enumerate()

@@ -293,7 +293,7 @@ fn cpql_actor_q_term_is_q1_over_the_detached_mean_abs_q2() {
 // ---------------------------------------------------------------- schedules
 
 fn fill(vs: &nn::VarStore, value: f64) {
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         for (_, var) in vs.variables() {
             let _ = var.shallow_clone().fill_(value);
         }

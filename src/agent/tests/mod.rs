@@ -151,7 +151,7 @@ pub fn set_linear_critics(vs: &nn::VarStore, q1: (&[f32], f32), q2: (&[f32], f32
     let n = q1.0.len() as i64;
     assert_eq!(weight.size(), vec![2, n, 1], "critic input width");
     assert_eq!(q2.0.len() as i64, n);
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         let w = Tensor::from_slice(&[q1.0, q2.0].concat()).view([2, n, 1]);
         weight.shallow_clone().copy_(&w);
         let b = Tensor::from_slice(&[q1.1, q2.1]).view([2, 1, 1]);
@@ -166,7 +166,7 @@ pub fn set_linear_critics(vs: &nn::VarStore, q1: (&[f32], f32), q2: (&[f32], f32
 /// consistency model returns c_skip * 0 + c_out * 0.
 pub fn scale_policy_output(vs: &nn::VarStore, factor: f64) {
     let vars = vs.variables();
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         for name in ["net.mlp.out.weight", "net.mlp.out.bias"] {
             let _ = vars[name].shallow_clone().g_mul_scalar_(factor);
         }

@@ -81,7 +81,7 @@ fn full_chunk_errors() -> Vec<f64> {
         .view([positions as i64, CELLS as i64]);
     let chunk = Tensor::ones([positions as i64, H as i64, 1], (Kind::Float, Device::Cpu));
     let mask = full_mask(positions as i64, H as i64, Device::Cpu);
-    let q = tch::no_grad(|| agent.critic.min(&obs, &chunk, &mask));
+    let q = crate::nn::no_grad(|| agent.critic.min(&obs, &chunk, &mask));
     let q: Vec<f32> = Vec::try_from(q).unwrap();
     (0..positions)
         .map(|s| (q[s] as f64 - exact_value(s)).abs())

@@ -280,7 +280,7 @@ fn sample_matches_ho_et_al_reverse_process_over_three_steps() {
         let mut noise = NoiseSource::new(seed, Device::Cpu);
         let obs = noise.normal(&[8, 3]) * 0.5;
         let mut replay = noise.clone();
-        let got = host(&tch::no_grad(|| policy.sample(&obs, &mut noise)));
+        let got = host(&crate::nn::no_grad(|| policy.sample(&obs, &mut noise)));
         let draws: Vec<Vec<f64>> = (0..steps).map(|_| host(&replay.normal(&shape))).collect();
         let want = reverse_f64(&net, &betas, &host(&obs), &draws, None);
         let diff = max_abs_diff(&got, &want.chunks);
@@ -365,7 +365,7 @@ fn seeded_mlp_policy(seed: u64) -> (nn::VarStore, DiffusionPolicy) {
     let mut draws = NoiseSource::new(seed, Device::Cpu);
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    tch::no_grad(|| {
+    crate::nn::no_grad(|| {
         for (_, var) in &vars {
             let size = var.size();
             let scale = match size.as_slice() {
@@ -387,7 +387,7 @@ fn directional_derivatives(seed: u64) -> Vec<(String, f64, f64)> {
     let mut noise = NoiseSource::new(seed + 1, Device::Cpu);
     let obs = noise.normal(&[4, 3]) * 0.5;
     let total = |source: &NoiseSource| {
-        tch::no_grad(|| {
+        crate::nn::no_grad(|| {
             policy
                 .sample(&obs, &mut source.clone())
                 .sum(Kind::Double)
@@ -412,11 +412,11 @@ fn directional_derivatives(seed: u64) -> Vec<(String, f64, f64)> {
                 .double_value(&[]);
             let original = var.detach().copy();
             let shifted = |step: f64| {
-                tch::no_grad(|| var.shallow_clone().copy_(&(&original + &direction * step)));
+                crate::nn::no_grad(|| var.shallow_clone().copy_(&(&original + &direction * step)));
                 total(&noise)
             };
             let difference = (shifted(h) - shifted(-h)) / (2.0 * h);
-            tch::no_grad(|| var.shallow_clone().copy_(&original));
+            crate::nn::no_grad(|| var.shallow_clone().copy_(&original));
             (name.clone(), autograd, difference)
         })
         .collect()
