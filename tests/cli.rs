@@ -165,6 +165,19 @@ fn bad_input_gives_one_line_and_a_non_zero_exit() {
     assert!(!out.exists(), "no output is written on error");
 }
 
+/// `dataset chunks DATA --horizon 2 --out OUT`, as arguments.
+fn chunks_args<'a>(data: &'a Path, out: &'a Path) -> [&'a std::ffi::OsStr; 7] {
+    [
+        "dataset".as_ref(),
+        "chunks".as_ref(),
+        data.as_os_str(),
+        "--horizon".as_ref(),
+        "2".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]
+}
+
 /// Runs chunkql with `args`, expecting exit code 1, nothing on stdout and
 /// exactly `message` on stderr.
 fn fails_with(args: &[&std::ffi::OsStr], message: &str) {
@@ -191,18 +204,7 @@ fn a_directory_given_as_step_data_is_named_as_a_directory() {
         &message,
     );
     let out = dir.path().join("c.npz");
-    fails_with(
-        &[
-            "dataset".as_ref(),
-            "chunks".as_ref(),
-            folder.as_ref(),
-            "--horizon".as_ref(),
-            "2".as_ref(),
-            "--out".as_ref(),
-            out.as_ref(),
-        ],
-        &message,
-    );
+    fails_with(&chunks_args(&folder, &out), &message);
     assert!(!out.exists());
 }
 
@@ -227,15 +229,7 @@ fn an_out_that_is_not_npz_is_refused_before_any_work() {
     let data = generate(dir.path(), 3);
     let noext = dir.path().join("chunks_noext");
     fails_with(
-        &[
-            "dataset".as_ref(),
-            "chunks".as_ref(),
-            data.as_ref(),
-            "--horizon".as_ref(),
-            "2".as_ref(),
-            "--out".as_ref(),
-            noext.as_ref(),
-        ],
+        &chunks_args(&data, &noext),
         &format!(
             "error: --out {}: the output is an .npz file; its name must end in .npz\n",
             noext.display()
@@ -312,15 +306,7 @@ fn an_out_below_a_file_names_the_file() {
         ),
     );
     fails_with(
-        &[
-            "dataset".as_ref(),
-            "chunks".as_ref(),
-            data.as_ref(),
-            "--horizon".as_ref(),
-            "2".as_ref(),
-            "--out".as_ref(),
-            file.join("c.npz").as_ref(),
-        ],
+        &chunks_args(&data, &file.join("c.npz")),
         &format!(
             "error: cannot create {}: {} is a file, not a folder\n",
             file.display(),
