@@ -28,11 +28,13 @@ test: setup-hdf5
 	OMP_NUM_THREADS=1 HDF5_DIR=$(HDF5_DIR) $(CARGO) test --features hdf5
 	python3 scripts/results.py check
 
-## Formatting, clippy and rustdoc, warnings as errors (CI runs it after
+## Formatting, clippy (also without the `cli` feature: the library, its
+## tests, examples and benches) and rustdoc, warnings as errors (CI runs it after
 ## `make test`).
 lint: setup-hdf5
 	$(CARGO) fmt --check
 	HDF5_DIR=$(HDF5_DIR) $(CARGO) clippy --all-targets --features hdf5 -- -D warnings
+	HDF5_DIR=$(HDF5_DIR) $(CARGO) clippy --all-targets --no-default-features --features hdf5 -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 ## Criterion benches and the numpy comparison (figures in docs/benchmarks.md).

@@ -5,6 +5,11 @@
 //! semi-Markov one of `DESIGN.md`; the agents ([`agent::DiffusionQl`],
 //! [`agent::Cpql`]) train a chunk policy ([`policy`]) and twin chunk critics
 //! ([`critic`]) built from the blocks in [`nn`].
+//!
+//! Cargo features: `cli` (default) builds the `chunkql` command line (its
+//! argument parser and Ctrl-C handler; a crate that uses only the library
+//! turns it off with `default-features = false`); `hdf5` reads D4RL and
+//! Minari HDF5 files ([`data`], needs the system's libhdf5).
 
 pub mod agent;
 pub mod chunk;
