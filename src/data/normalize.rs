@@ -85,6 +85,10 @@ impl Normalizer {
 
     /// Replaces the fitted action range with known bounds (an environment's
     /// action space).
+    ///
+    /// # Panics
+    /// If `low` or `high` is not `[A]` wide, or some `low[i] >= high[i]`
+    /// (bounds come from an environment's spec, not from user data).
     pub fn with_action_bounds(mut self, low: Vec<f32>, high: Vec<f32>) -> Self {
         assert_eq!(low.len(), self.action_low.len(), "action bound width");
         assert_eq!(high.len(), self.action_high.len(), "action bound width");

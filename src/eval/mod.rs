@@ -114,7 +114,8 @@ pub enum EvalError {
         obs: usize,
         act: usize,
     },
-    #[error("--execute must lie in 1..={horizon} (or 0 for H), got {execute}")]
+    /// Steps executed per chunk outside `1..=H`.
+    #[error("execute must lie in 1..={horizon} (the chunk's length H), got {execute}")]
     Execute { execute: usize, horizon: usize },
     #[error("evaluation needs at least one episode")]
     NoEpisodes,

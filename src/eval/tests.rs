@@ -221,6 +221,10 @@ fn bad_settings_are_errors() {
             horizon: 3
         }
     );
+    assert_eq!(
+        run(1, Some(4)).to_string(),
+        "execute must lie in 1..=3 (the chunk's length H), got 4"
+    );
     assert_eq!(run(0, None), EvalError::NoEpisodes);
     let err = evaluate(
         &actor,

@@ -1,5 +1,10 @@
 //! What stops a run: [`TrainError`], one variant per refusal a caller may
 //! want to tell apart, each carrying the values its message names.
+//!
+//! This module is the engine of `chunkql train`, so a message names the
+//! flag that fixes it (`--out`, `--resume`, `--dataset`); a library caller
+//! reads them as the run folder passed to [`super::train`], the folder
+//! passed to [`super::resume`] and the config's `dataset`.
 
 use std::path::{Path, PathBuf};
 
