@@ -258,10 +258,6 @@ fn quitting_at_once_during_set_up_leaves_no_claimed_folder() {
     assert!(!claimed.exists(), "{stderr}");
 }
 
-/// A D4RL-layout HDF5 file (as h5py writes it) of a task without a built-in
-/// environment trains with env = none: the path users with their own data
-/// take.
-#[cfg(feature = "hdf5")]
 /// A folder holding only what a kill during a first `config.toml` write
 /// leaves (its temporary file) takes a new run, which removes the file.
 #[test]
@@ -289,6 +285,10 @@ fn a_new_run_removes_a_killed_writer_s_temporary_file() {
     assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
 }
 
+/// A D4RL-layout HDF5 file (as h5py writes it) of a task without a built-in
+/// environment trains with env = none: the path users with their own data
+/// take.
+#[cfg(feature = "hdf5")]
 #[test]
 fn a_d4rl_hdf5_file_trains_without_an_environment() {
     let dir = tempfile::tempdir().unwrap();
