@@ -247,7 +247,7 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
         .failure()
         .stderr(predicate::str::contains(
             "steps = 30 runs past this run's learning-rate decay (agent.lr_decay_steps = 20, \
-             agent.lr_min = 0): its learning rates are 0 from update 20 on",
+             agent.lr_min = 0): its learning rates are 0 after the first 20 updates",
         ));
     // An edit of a setting that may change, to a value no run may have, is
     // refused naming the run's config file.

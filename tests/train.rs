@@ -99,6 +99,16 @@ fn a_run_writes_its_files_and_evaluates() {
         .success()
         .stdout(predicate::str::contains("pendulum: 1 episode, return"))
         .stdout(predicate::str::contains("(n = 1, no interval)"));
+    // An --execute beyond the chunk is refused with H and the 0 alias named.
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--episodes", "1", "--execute", "9"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--execute 9: at most the run's chunk length H = 2 (0 means H)",
+        ));
     // The folder already holds a run; or its logs without its config: both
     // refused, the logs left alone.
     let train_again = |refusal: &str| {

@@ -45,8 +45,9 @@ pub(super) struct Nets<'a, P> {
 // see libtorch's rules. During a phase the worker threads use these
 // networks' parameters only as inputs of new operations (libtorch tensors are
 // atomically reference-counted, and reading one from several threads is
-// safe) and, in backward passes, accumulate into their gradients, which
-// autograd does under a lock per variable. Nothing writes a parameter or
+// safe), and their backward passes take gradients with respect to the
+// parameters (`nn::packed_gradient`) without writing any parameter's `.grad`.
+// Nothing writes a parameter or
 // switches its gradient tracking while a phase runs: the optimisers, the
 // target and EMA updates and `set_requires_grad` run on the calling thread
 // between phases, when no worker holds a `Nets`.

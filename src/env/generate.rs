@@ -88,6 +88,9 @@ pub fn seed_for(seed: u64, k: u64) -> u64 {
 }
 
 /// Records `episodes` episodes of `env_name`'s behaviour policy at `level`.
+///
+/// # Panics
+/// If `episodes` is 0 (a dataset has at least one row).
 pub fn generate(
     env_name: &str,
     level: Level,
@@ -107,6 +110,9 @@ pub fn generate(
 
 /// Rolls `behaviour` in `env` for `episodes` episodes (episode k reset with
 /// `seed_for(seed, k)`, actions drawn from a stream seeded with `seed`).
+///
+/// # Panics
+/// If `episodes` is 0 (a dataset has at least one row).
 pub fn record(
     env: &mut dyn Env,
     behaviour: &mut dyn Behaviour,
@@ -114,6 +120,7 @@ pub fn record(
     seed: u64,
     source: &str,
 ) -> StepDataset {
+    assert!(episodes > 0, "record: at least one episode");
     let spec = env.spec().clone();
     let (o, a) = (spec.obs_dim, spec.act_dim());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -167,6 +174,12 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown level")
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "record: at least one episode")]
+    fn zero_episodes_is_a_named_panic() {
+        let _ = generate("pendulum", Level::Random, 0, 0);
     }
 
     #[test]

@@ -202,6 +202,11 @@ pub fn evaluate_with(
             .act(&obs_history, &mut noise)
             .to_device(Device::Cpu)
             .to_kind(Kind::Float);
+        assert_eq!(
+            chunks.size(),
+            [active.len() as i64, h as i64, a as i64],
+            "the actor's chunks: [B, H, A]"
+        );
         let chunks: Vec<f32> = Vec::try_from(chunks.flatten(0, -1)).expect("chunks are f32");
         for (row, &k) in active.iter().enumerate() {
             for step in 0..execute {

@@ -40,6 +40,9 @@ pub fn reference_returns(env: &str) -> Option<ReferenceReturns> {
 }
 
 /// Measures the reference returns of `env` over `episodes` episodes.
+///
+/// # Panics
+/// If `episodes` is 0.
 pub fn measure_reference(
     env: &str,
     episodes: usize,

@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// A mean and the half-width of its 95% interval (`low`/`high` for
-/// asymmetric intervals).
+/// A mean, the bounds of its 95% interval (`low`, `high`; asymmetric for a
+/// Wilson interval) and the sample count.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MeanCi {
     pub mean: f64,

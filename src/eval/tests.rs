@@ -252,3 +252,32 @@ fn bad_settings_are_errors() {
     .unwrap_err();
     assert!(err.to_string().starts_with("unknown environment `nowhere`"));
 }
+
+/// An actor whose chunks are not `[B, H, A]` is a bug in the actor: a panic
+/// naming the shape, never actions read from the wrong rows.
+#[test]
+#[should_panic(expected = "the actor's chunks: [B, H, A]")]
+fn an_actor_of_the_wrong_shape_is_caught() {
+    struct Short;
+    impl ChunkActor for Short {
+        fn dims(&self) -> ChunkDims {
+            script().dims()
+        }
+        fn act(&self, obs_history: &Tensor, _noise: &mut NoiseSource) -> Tensor {
+            // Two actions per chunk where H = 3.
+            Tensor::zeros(
+                [obs_history.size()[0], 2, 1],
+                (tch::Kind::Float, Device::Cpu),
+            )
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+    }
+    let cfg = EvalConfig {
+        episodes: 2,
+        execute: None,
+        seed: 0,
+    };
+    let _ = evaluate_with(&Short, &|| Box::new(Counter::new(5, false)), cfg);
+}

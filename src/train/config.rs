@@ -321,15 +321,16 @@ impl TrainConfig {
     }
 
     /// Why some updates would not train: with `agent.lr_min = 0` the learning
-    /// rates are 0 from `agent.lr_decay_steps` on, so `steps` beyond it
-    /// change no weight (0, the default, decays over `steps`).
+    /// rates are 0 after the first `agent.lr_decay_steps` updates, so `steps`
+    /// beyond it would not train the policy or the critics, only move their
+    /// EMA and target copies towards them (0, the default, decays over `steps`).
     pub fn idle_updates(&self) -> Option<String> {
         let (decay, lr_min) = (self.agent.lr_decay_steps, self.agent.lr_min);
         (lr_min == 0.0 && decay > 0 && self.steps > decay).then(|| {
             format!(
                 "steps = {} runs past agent.lr_decay_steps = {decay} with agent.lr_min = 0: the \
-                 learning rates are 0 from update {decay} on and later updates change no \
-                 weight; let the decay cover every step (agent.lr_decay_steps = 0 means \
+                 learning rates are 0 after the first {decay} updates, and later updates would \
+                 not train the policy or the critics; let the decay cover every step (agent.lr_decay_steps = 0 means \
                  steps) or set agent.lr_min > 0",
                 self.steps
             )

@@ -364,6 +364,11 @@ impl Run {
                     },
                 ),
         );
+        // A resumed run's bar starts at the checkpoint's update: the rate
+        // estimator records that position now, so that the updates done
+        // before the resume are not counted as done in the first second.
+        progress.tick();
+        progress.reset_eta();
         let say = |m: &str| {
             if progress.is_hidden() {
                 eprintln!("{m}");

@@ -77,7 +77,9 @@ pub struct EvalArgs {
     /// Seed of the episodes' starts and the policy's sampling noise (default:
     /// the run's own evaluation seed, so that with the run's episode count
     /// this repeats the run's last evaluation). The episodes share one noise
-    /// stream: an episode's outcome depends on --episodes too.
+    /// stream: an episode's outcome depends on --episodes too. Episode k
+    /// starts where episode k of `generate --seed` with the same seed does
+    /// (--seed 0: the default data's starts).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Environment (default: the one the run trained for).
@@ -346,6 +348,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .or_else(|| state.as_ref().map(|s| s.execute))
         .filter(|&e| e > 0);
     let agent = AnyAgent::load(&checkpoint, parse_device(&args.device)?)?;
+    let horizon = agent.dims().horizon;
+    if let Some(e) = args.execute.filter(|&e| e > horizon) {
+        bail!("--execute {e}: at most the run's chunk length H = {horizon} (0 means H)");
+    }
     let episodes = args
         .episodes
         .or_else(|| run_cfg.map(|c| c.eval_episodes))

@@ -226,7 +226,7 @@ fn updates_at_learning_rate_zero_are_refused() {
     assert!(
         err.starts_with(
             "invalid config: steps = 100 runs past agent.lr_decay_steps = 50 with \
-             agent.lr_min = 0: the learning rates are 0 from update 50 on"
+             agent.lr_min = 0: the learning rates are 0 after the first 50 updates"
         ),
         "{err}"
     );
