@@ -353,6 +353,12 @@ impl Run {
     fn go(mut self) -> Result<TrainSummary, TrainError> {
         let cfg = self.cfg.clone();
         let progress = ProgressBar::new(cfg.steps).with_position(self.agent.step());
+        // A resumed run's bar starts at the checkpoint's update: the rate
+        // estimator records that position now (drawn once in the default
+        // style, which shows no rate), so that the updates done before the
+        // resume are not counted as done in the first second.
+        progress.tick();
+        progress.reset_eta();
         progress.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {rate} {msg}")
                 .expect("template")
@@ -364,11 +370,6 @@ impl Run {
                     },
                 ),
         );
-        // A resumed run's bar starts at the checkpoint's update: the rate
-        // estimator records that position now, so that the updates done
-        // before the resume are not counted as done in the first second.
-        progress.tick();
-        progress.reset_eta();
         let say = |m: &str| {
             if progress.is_hidden() {
                 eprintln!("{m}");
