@@ -27,12 +27,8 @@
 //!   A]` the K normal draws it made, in order (DDPM: K = T, CPQL: K = 1);
 //! - DDPM: `t [B]` step index, `x [B, H, A]` = sqrt(abar_t) a + sqrt(1 -
 //!   abar_t) eps, `eps [B, H, A]` the denoiser's prediction eps(x, t, obs);
-//! - CPQL: `sigma [B]`, `x [B, H, A]` = sigma z, `net_out [B, H, A]` = F(c_in x,
-//!   250 ln sigma, obs), `denoised [B, H, A]` = c_skip x + c_out F (the
-//!   library's formula, restated here: `ConsistencyPolicy::denoise` is
-//!   private), `denoised_lib [B, H, A]` = clamp(D, -1, 1) through the library's
-//!   own path: `sample` of a policy whose sigma_max is the row's sigma
-//!   (asserted equal to clamp(`denoised`) here, to 1e-6; measured: exactly).
+//! - CPQL: `sigma [B]`, `x [B, H, A]` = sigma z, `denoised [B, H, A]` =
+//!   `ConsistencyPolicy::denoise`, c_skip x + c_out F(c_in x, 250 ln sigma, obs).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -194,50 +190,22 @@ fn ddpm(cfg: &AgentConfig, dims: ChunkDims, vars: &Vars, policy_vs: &nn::VarStor
     ));
 }
 
-/// CPQL outputs: `sigma`, `x`, `net_out`, `denoised`, `denoised_lib`,
-/// `sample`, `sample_noise` (module docs).
+/// CPQL outputs: `sigma`, `x`, `denoised`, `sample`, `sample_noise` (module
+/// docs).
 fn cpql(cfg: &AgentConfig, dims: ChunkDims, vars: &Vars, policy_vs: &nn::VarStore, io: &mut Named) {
     let c = &cfg.consistency;
     let policy = ConsistencyPolicy::new(&policy_vs.root(), dims, c);
     load(policy_vs, vars, 1);
-    let net = denoiser(dims, &c.net, policy_vs);
     let (obs, shape) = (io[0].1.shallow_clone(), io[1].1.size());
     let (sample, draws) = sampled(&policy, &obs, &shape, 1);
-    // Row i: the library's D at the row's level, from a policy whose
-    // sampling starts there (x = z * sigma, then D(x, sigma), clamped).
+    // Row i at Karras level LEVELS[i]: x = sigma z, and the library's D(x, sigma).
     let table = karras_sigmas(c.scales, c.sigma_min, c.sigma_max, c.rho);
-    let (mut sigmas, mut xs, mut lib) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, &level) in LEVELS.iter().enumerate() {
-        let mut row_cfg = c.clone();
-        row_cfg.sigma_max = table[level];
-        let vs = nn::VarStore::new(Device::Cpu);
-        let row_policy = ConsistencyPolicy::new(&vs.root(), dims, &row_cfg);
-        load(&vs, &policy_vs.variables(), 0);
-        let s = row_policy.sampling_sigmas()[0];
-        let (d, z) = sampled(&row_policy, &obs, &shape, 1);
-        sigmas.push(s);
-        xs.push((z.get(0) * s).get(i as i64));
-        lib.push(d.get(i as i64));
-    }
-    // ConsistencyPolicy::denoise's formula, on the same float32 tensors.
-    let (x, lib) = (Tensor::stack(&xs, 0), Tensor::stack(&lib, 0));
-    let sigma = column(&sigmas);
-    let (smin, sd) = (c.sigma_min, c.sigma_data);
-    let s2_sd2 = (sigma.square() + sd * sd).view([B, 1, 1]);
-    let c_skip = ((&sigma - smin).square() + sd * sd)
-        .reciprocal()
-        .view([B, 1, 1])
-        * (sd * sd);
-    let c_out = (&sigma - smin).view([B, 1, 1]) * sd / s2_sd2.sqrt();
-    let time = (&sigma + 1e-44).log() * 250.0;
-    let f = net.forward(&(&x * s2_sd2.rsqrt()), &time, &obs);
-    let denoised = c_skip * &x + c_out * &f;
-    let diff = (denoised.clamp(-1.0, 1.0) - &lib).abs();
-    let gap = diff.max().double_value(&[]);
-    println!("parity_dump c: max |clamp(D) - D through sample| = {gap:.3e}");
-    assert!(gap < 1e-6, "the restated D differs from the library's");
-    let names = "sigma x net_out denoised denoised_lib sample sample_noise";
-    io.extend(entries(names, [sigma, x, f, denoised, lib, sample, draws]));
+    let sigma = column(&LEVELS.map(|level| table[level]));
+    let z = NoiseSource::new(5, Device::Cpu).normal(&shape);
+    let x = &z * sigma.view([B, 1, 1]);
+    let denoised = tch::no_grad(|| policy.denoise(&x, &sigma, &obs));
+    let names = "sigma x denoised sample sample_noise";
+    io.extend(entries(names, [sigma, x, denoised, sample, draws]));
 }
 
 fn run(config: &str, out: &Path) {

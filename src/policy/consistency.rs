@@ -113,7 +113,9 @@ impl ConsistencyPolicy {
     }
 
     /// D(x, s): x `[B, H, A]`, sigma `[B]`, obs `[B, To*O]` -> `[B, H, A]`.
-    fn denoise(&self, x: &Tensor, sigma: &Tensor, obs: &Tensor) -> Tensor {
+    /// Public for `examples/parity_dump.rs` only.
+    #[doc(hidden)]
+    pub fn denoise(&self, x: &Tensor, sigma: &Tensor, obs: &Tensor) -> Tensor {
         let (smin, sd) = (self.cfg.sigma_min, self.cfg.sigma_data);
         let b = x.size()[0];
         let s2_sd2 = (sigma.square() + sd * sd).view([b, 1, 1]);

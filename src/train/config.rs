@@ -329,9 +329,9 @@ impl TrainConfig {
         (lr_min == 0.0 && decay > 0 && self.steps > decay).then(|| {
             format!(
                 "steps = {} runs past agent.lr_decay_steps = {decay} with agent.lr_min = 0: the \
-                 learning rates are 0 after the first {decay} updates, and later updates would \
-                 not train the policy or the critics; let the decay cover every step (agent.lr_decay_steps = 0 means \
-                 steps) or set agent.lr_min > 0",
+                 learning rates are 0 after the first {decay} updates, and later updates \
+                 would not train the policy or the critics; let the decay cover every step \
+                 (agent.lr_decay_steps = 0 means steps) or set agent.lr_min > 0",
                 self.steps
             )
         })

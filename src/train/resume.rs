@@ -67,8 +67,8 @@ pub enum ResumeError {
     /// `steps` past `agent.lr_decay_steps` with `agent.lr_min = 0`.
     #[error(
         "{}: steps = {steps} runs past this run's learning-rate decay (agent.lr_decay_steps = \
-         {decay}, agent.lr_min = 0): its learning rates are 0 after the first {decay} updates, so it \
-         cannot train longer than {decay} updates. A run that may be extended is started \
+         {decay}, agent.lr_min = 0): its learning rates are 0 after the first {decay} updates, \
+         so it cannot train longer than {decay} updates. A run that may be extended is started \
          with agent.lr_decay_steps set to the longest it may train, or agent.lr_min > 0",
         config.display()
     )]
