@@ -5,6 +5,11 @@ run, two at a time with one libtorch thread each (2 cores), then the table.
     python3 scripts/results.py table      # aggregate runs/results/*/summary.json -> stdout (markdown)
     python3 scripts/results.py run cpql-h4-recon   # only the named configurations (any of `run`, `table`)
     python3 scripts/results.py check      # the interval arithmetic against hand-worked numbers (`make test`)
+    python3 scripts/results.py run dql-h1 --steps 10000 --envs pendulum,pointmaze-medium   # another budget, some tasks
+
+Options (for `run` and `table`): `--steps N` sets the number of updates
+(default 3000; any other budget lives in runs/results-<N>/, so budgets never
+mix), `--envs E1,E2` restricts the tasks.
 
 Budget (2 cores): default networks (3 x 256 Mish, LayerNorm critic), batch
 256, 3000 updates, 10 evaluation episodes at the end; datasets: 100 episodes
@@ -22,18 +27,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "chunkql"
-OUT = ROOT / "runs" / "results"
 ENVS = ["pendulum", "pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]
 SEEDS = [0, 1, 2]
 STEPS = 3000
-COMMON = [
-    "--steps", str(STEPS),
-    "--set", "threads=1",
-    "--set", "eval_every=0",
-    "--set", "eval_episodes=10",
-    "--set", f"checkpoint_every={STEPS}",
-    "--set", "log_every=100",
-]
+
+
+def out_dir(steps):
+    """runs/results for the table's budget, runs/results-<steps> for others."""
+    return ROOT / "runs" / ("results" if steps == STEPS else f"results-{steps}")
+
+
+def common(steps):
+    return [
+        "--steps", str(steps),
+        "--set", "threads=1",
+        "--set", "eval_every=0",
+        "--set", "eval_episodes=10",
+        "--set", f"checkpoint_every={steps}",
+        "--set", "log_every=100",
+    ]
 
 
 def configs():
@@ -65,12 +77,12 @@ def selected(names):
     return [(name, extra) for name, extra in configs() if not names or name in names]
 
 
-def jobs(names):
-    for env in ENVS:
+def jobs(names, envs, steps):
+    for env in envs:
         for name, extra in selected(names):
             for seed in SEEDS:
-                run = OUT / env / f"{name}-s{seed}"
-                yield run, [str(BIN), "train", "--env", env, "--seed", str(seed), "--out", str(run), *COMMON, *extra]
+                run = out_dir(steps) / env / f"{name}-s{seed}"
+                yield run, [str(BIN), "train", "--env", env, "--seed", str(seed), "--out", str(run), *common(steps), *extra]
 
 
 def run_one(job):
@@ -86,9 +98,9 @@ def run_one(job):
     print(f"done {run.relative_to(ROOT)}", flush=True)
 
 
-def ensure_data():
+def ensure_data(envs):
     """Generates each env's default dataset once, before the parallel runs."""
-    for env in ENVS:
+    for env in envs:
         path = ROOT / "data" / f"{env}-medium.npz"
         if not path.exists():
             subprocess.run([str(BIN), "generate", env, "--level", "medium", "--episodes", "100", "--out", str(path)], cwd=ROOT, check=True)
@@ -169,7 +181,8 @@ def check_table():
         write("pendulum", "bc-h4", 1, summary(7.0))
         for seed, (score, success) in zip(SEEDS, [(50.0, 0.5), (60.0, 0.7), (70.0, 0.9)]):
             write("pointmaze-umaze", "dql-h1", seed, summary(score, success))
-        text = table(["dql-h1", "bc-h4"], out).split("\n")
+        text = table(["dql-h1", "bc-h4"], ENVS, out).split("\n")
+        only = table(["dql-h1"], ["pointmaze-umaze"], out).split("\n")
     # 10, 20, 30: mean 20, sd 10, half-width 4.303 * 10 / sqrt(3) = 24.84.
     assert "| dql-h1 | 20.0 ± 24.8 | 10.0, 20.0, 30.0 |" in text, text
     assert "| bc-h4 | 7.0 (1 of 3 seeds) | 7.0 |" in text, text
@@ -177,14 +190,17 @@ def check_table():
     assert "| dql-h1 | 60.0 ± 24.8 | 50.0, 60.0, 70.0 | 0.70 |" in text, text
     assert "| bc-h4 | (not run) | | |" in text, text
     assert sum(line.startswith("### ") for line in text) == len(ENVS), text
+    # --envs: only the tasks asked for.
+    assert [line for line in only if line.startswith("### ")] == ["### pointmaze-umaze"], only
+    # Budgets other than the table's live in a folder of their own.
+    assert out_dir(STEPS).name == "results" and out_dir(10000).name == "results-10000"
 
 
-def table(names, out=None):
-    """The markdown table of the runs under `out` (default runs/results); a
+def table(names, envs, out):
+    """The markdown table of the runs under `out` for `envs`; a
     configuration with fewer seeds than SEEDS says how many it has."""
-    out = OUT if out is None else out
     lines = []
-    for env in ENVS:
+    for env in envs:
         lines.append(f"\n### {env}\n")
         has_success = env.startswith("pointmaze")
         header = "| config | normalised score (mean ± 95% CI over seeds) | per-seed scores |"
@@ -217,20 +233,31 @@ def table(names, out=None):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "table", "check"):
-        print(__doc__)
-        sys.exit(2)
-    if sys.argv[1] == "check":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "table", "check"])
+    parser.add_argument("configs", nargs="*", help="configurations (default: all)")
+    parser.add_argument("--steps", type=int, default=STEPS, help=f"updates per run (default {STEPS})")
+    parser.add_argument("--envs", default=",".join(ENVS), help=f"tasks, comma-separated (default: all of {','.join(ENVS)})")
+    args = parser.parse_args()
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    args.envs = args.envs.split(",")
+    unknown = [e for e in args.envs if e not in ENVS]
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; known: {ENVS}")
+    if args.command == "check":
         return check()
-    names = sys.argv[2:]
-    if sys.argv[1] == "run":
+    if args.command == "run":
         if not BIN.exists():
             sys.exit(f"{BIN} missing: run `cargo build --release` first")
-        ensure_data()
+        selected(args.configs)  # unknown names fail before any run starts
+        ensure_data(args.envs)
         with ThreadPoolExecutor(max_workers=int(os.environ.get("JOBS", "2"))) as pool:
-            list(pool.map(run_one, jobs(names)))
+            list(pool.map(run_one, jobs(args.configs, args.envs, args.steps)))
     else:
-        print(table(names))
+        print(table(args.configs, args.envs, out_dir(args.steps)))
 
 
 if __name__ == "__main__":
