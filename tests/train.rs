@@ -29,6 +29,7 @@ fn a_run_writes_its_files_and_evaluates() {
         "eval.jsonl",
         "checkpoint.safetensors",
         "curves.png",
+        "rollouts.png",
         "summary.json",
     ] {
         assert!(run.join(file).exists(), "{file} missing");
@@ -58,6 +59,38 @@ fn a_run_writes_its_files_and_evaluates() {
         .assert()
         .success()
         .stdout(predicate::str::contains("(step 40): pendulum: 3 episodes"));
+    // --plot draws the same episodes (the printed line is unchanged); a
+    // picture that could not be written is refused before evaluating.
+    let plain = chunkql().arg("eval").arg(&run).output().unwrap();
+    let picture = dir.path().join("episodes.png");
+    let plotted = chunkql()
+        .arg("eval")
+        .arg(&run)
+        .arg("--plot")
+        .arg(&picture)
+        .output()
+        .unwrap();
+    assert!(plotted.status.success());
+    assert_eq!(plotted.stdout, plain.stdout);
+    let png = std::fs::read(&picture).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG file");
+    for (path, message) in [
+        ("episodes.jpg", "the picture is a PNG file, name it *.png"),
+        (
+            "no-such-folder/episodes.png",
+            "no-such-folder does not exist",
+        ),
+    ] {
+        chunkql()
+            .arg("eval")
+            .arg(&run)
+            .arg("--plot")
+            .arg(dir.path().join(path))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(message))
+            .stdout("");
+    }
     // With the run's episode count and seed, eval repeats its last
     // evaluation to the digit (--json prints every number in full).
     let last = lines(&run.join("eval.jsonl")).pop().unwrap();
@@ -153,6 +186,7 @@ fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
     for file in ["checkpoint.safetensors", "curves.png", "config.toml"] {
         assert!(run.join(file).exists(), "{file} missing");
     }
+    assert!(!run.join("rollouts.png").exists(), "no episodes to draw");
     assert_eq!(lines(&run.join("metrics.jsonl")).len(), 2);
     assert_eq!(std::fs::read_to_string(run.join("eval.jsonl")).unwrap(), "");
     let summary: serde_json::Value =

@@ -9,7 +9,7 @@ mod pendulum;
 use thiserror::Error;
 
 pub use generate::{Behaviour, Level, RandomBehaviour, generate, seed_for};
-pub use maze::{MazeLayout, PointMaze};
+pub use maze::{GOAL_RADIUS, MazeLayout, PointMaze};
 pub use pendulum::Pendulum;
 
 /// Shapes, bounds and limits of an environment.
@@ -60,6 +60,24 @@ pub trait Env: Send {
     fn step(&mut self, action: &[f32], obs: &mut [f32]) -> StepResult;
     /// The scripted data-collection policy of this task at `level`.
     fn behaviour(&self, level: Level) -> Box<dyn Behaviour>;
+    /// How a picture of this task's episodes is drawn
+    /// (`chunkql eval --plot`); by default, as signals over time.
+    fn scene(&self) -> Scene {
+        Scene::Signals
+    }
+}
+
+/// What a picture of an environment's episodes shows (`eval::plot_rollouts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scene {
+    /// The maze's walls and goal seen from above, each episode's path
+    /// through it (observations `[row, col, ...]` in cell units).
+    Maze(MazeLayout),
+    /// The pendulum's angle and torque over time (observations
+    /// `[cos th, sin th, thdot]`).
+    Pendulum,
+    /// Every observation and action dimension over time.
+    Signals,
 }
 
 /// Unknown environment name.

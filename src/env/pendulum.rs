@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::{Behaviour, Env, EnvSpec, Level, RandomBehaviour, StepResult};
+use super::{Behaviour, Env, EnvSpec, Level, RandomBehaviour, Scene, StepResult};
 
 const GRAVITY: f64 = 10.0;
 const MASS: f64 = 1.0;
@@ -137,6 +137,10 @@ impl Env for Pendulum {
                 high: self.spec.action_high.clone(),
             }),
         }
+    }
+
+    fn scene(&self) -> Scene {
+        Scene::Pendulum
     }
 }
 

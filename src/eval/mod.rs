@@ -3,6 +3,7 @@
 //! SMDP-consistent choice); returns, normalised scores and success rates with
 //! 95% confidence intervals.
 
+mod plot;
 mod reference;
 mod stats;
 #[cfg(test)]
@@ -13,12 +14,13 @@ use std::fmt;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+pub use plot::plot_rollouts;
 pub use reference::{ReferenceReturns, measure_reference, reference_returns};
 pub use stats::{MeanCi, mean_ci, t_critical, wilson};
 
 use crate::agent::{ChunkAgent, ChunkPolicy};
 use crate::chunk::ChunkDims;
-use crate::env::{Env, UnknownEnv, make, seed_for};
+use crate::env::{Env, Scene, UnknownEnv, make, seed_for};
 use crate::noise::NoiseSource;
 
 /// Anything that turns observation histories into action chunks.
@@ -99,6 +101,46 @@ impl fmt::Display for EvalReport {
     }
 }
 
+/// What every episode of an evaluation did ([`evaluate_recorded`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    pub env: String,
+    /// How the environment's episodes are drawn.
+    pub scene: Scene,
+    /// O and A.
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    /// Steps of each chunk executed: a chunk began at steps 0, execute,
+    /// 2 execute, ...
+    pub execute: usize,
+    /// Per episode, whether it reached the task's success criterion.
+    pub successes: Vec<bool>,
+    /// One per episode, in episode order.
+    pub rollouts: Vec<Rollout>,
+}
+
+/// One episode, step by step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// `[T + 1, O]`: the first observation, then the one after each step.
+    pub observations: Vec<f32>,
+    /// `[T, A]`: the actions executed (raw units, before the environment's
+    /// clipping to its action box).
+    pub actions: Vec<f32>,
+}
+
+impl Recording {
+    /// Steps of `episode`.
+    pub fn steps(&self, episode: usize) -> usize {
+        self.rollouts[episode].actions.len() / self.act_dim
+    }
+
+    /// The steps of a `steps`-long episode at which a new chunk began.
+    pub fn chunk_starts(&self, steps: usize) -> impl Iterator<Item = usize> {
+        (0..steps).step_by(self.execute)
+    }
+}
+
 /// Errors of an evaluation.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EvalError {
@@ -154,6 +196,27 @@ pub fn evaluate_with(
     make_env: &dyn Fn() -> Box<dyn Env>,
     cfg: EvalConfig,
 ) -> Result<EvalReport, EvalError> {
+    roll(actor, make_env, cfg, false).map(|(report, _)| report)
+}
+
+/// [`evaluate_with`], also keeping every episode's observations and
+/// actions (for [`plot_rollouts`]). The report is the one `evaluate_with`
+/// returns: recording changes nothing in the episodes.
+pub fn evaluate_recorded(
+    actor: &dyn ChunkActor,
+    make_env: &dyn Fn() -> Box<dyn Env>,
+    cfg: EvalConfig,
+) -> Result<(EvalReport, Recording), EvalError> {
+    roll(actor, make_env, cfg, true)
+        .map(|(report, recording)| (report, recording.expect("recorded")))
+}
+
+fn roll(
+    actor: &dyn ChunkActor,
+    make_env: &dyn Fn() -> Box<dyn Env>,
+    cfg: EvalConfig,
+    record: bool,
+) -> Result<(EvalReport, Option<Recording>), EvalError> {
     let dims = actor.dims();
     let execute = cfg.execute.unwrap_or(dims.horizon);
     if execute == 0 || execute > dims.horizon {
@@ -187,6 +250,16 @@ pub fn evaluate_with(
         };
         cfg.episodes
     ];
+    let mut rollouts: Vec<Rollout> = match record {
+        true => histories
+            .iter()
+            .map(|h| Rollout {
+                observations: h[(to - 1) * o..].to_vec(),
+                actions: vec![],
+            })
+            .collect(),
+        false => vec![],
+    };
     let mut noise = NoiseSource::new(cfg.seed, actor.device());
     while results.iter().any(Option::is_none) {
         let active: Vec<usize> = (0..cfg.episodes)
@@ -218,6 +291,10 @@ pub fn evaluate_with(
                 episode.success |= result.success;
                 histories[k].rotate_left(o);
                 histories[k][(to - 1) * o..].copy_from_slice(&obs);
+                if let Some(rollout) = rollouts.get_mut(k) {
+                    rollout.actions.extend_from_slice(action);
+                    rollout.observations.extend_from_slice(&obs);
+                }
                 if result.terminated || result.truncated {
                     results[k] = Some(*episode);
                     break;
@@ -242,12 +319,22 @@ pub fn evaluate_with(
             episodes.len(),
         )
     });
-    Ok(EvalReport {
+    let recording = record.then(|| Recording {
+        env: spec.name.clone(),
+        scene: envs[0].scene(),
+        obs_dim: o,
+        act_dim: a,
+        execute,
+        successes: episodes.iter().map(|e| e.success).collect(),
+        rollouts,
+    });
+    let report = EvalReport {
         env: spec.name.clone(),
         execute,
         episode_return: mean_ci(&returns),
         normalized_score,
         success_rate,
         episodes,
-    })
+    };
+    Ok((report, recording))
 }

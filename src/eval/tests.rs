@@ -281,3 +281,49 @@ fn an_actor_of_the_wrong_shape_is_caught() {
     };
     let _ = evaluate_with(&Short, &|| Box::new(Counter::new(5, false)), cfg);
 }
+
+#[test]
+fn a_recording_keeps_every_step_and_changes_nothing() {
+    let cfg = EvalConfig {
+        episodes: 6,
+        execute: Some(2),
+        seed: 3,
+    };
+    let counter = || -> Box<dyn Env> { Box::new(Counter::new(100, true)) };
+    let plain = evaluate_with(&script(), &counter, cfg).unwrap();
+    let (report, recording) = evaluate_recorded(&script(), &counter, cfg).unwrap();
+    assert_eq!(report, plain);
+    assert_eq!(recording.env, "counter");
+    assert_eq!(recording.scene, Scene::Signals);
+    assert_eq!((recording.obs_dim, recording.act_dim), (1, 1));
+    assert_eq!(recording.execute, 2);
+    assert_eq!(recording.successes, vec![false; 6]);
+    // Lengths 1, 4, 1, 4, 3, 2 (seed 3, see above). The observation is the
+    // step count: 0, 1, ..., L. Chunks are asked for at t = 0 (history
+    // [0, 0] -> 0, 1, 2) and t = 2 (history [1, 2] -> 20, 21, 22), two
+    // steps of each executed: actions 0, 1, 20, 21 cut at L.
+    let lengths = [1, 4, 1, 4, 3, 2];
+    let all_actions = [0.0, 1.0, 20.0, 21.0];
+    for (k, &length) in lengths.iter().enumerate() {
+        let rollout = &recording.rollouts[k];
+        let steps: Vec<f32> = (0..=length).map(|t| t as f32).collect();
+        assert_eq!(rollout.observations, steps, "episode {k}");
+        assert_eq!(rollout.actions, all_actions[..length], "episode {k}");
+        assert_eq!(recording.steps(k), length);
+        assert_eq!(report.episodes[k].length, length);
+    }
+    assert_eq!(recording.chunk_starts(4).collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(recording.chunk_starts(5).collect::<Vec<_>>(), vec![0, 2, 4]);
+}
+
+#[test]
+fn the_built_in_tasks_name_their_pictures() {
+    use crate::env::MazeLayout;
+    let scene = |name: &str| make(name).unwrap().scene();
+    assert_eq!(scene("pendulum"), Scene::Pendulum);
+    assert_eq!(scene("pointmaze-umaze"), Scene::Maze(MazeLayout::UMaze));
+    assert_eq!(
+        scene("pointmaze-large-terminal"),
+        Scene::Maze(MazeLayout::Large)
+    );
+}

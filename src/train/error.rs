@@ -124,7 +124,7 @@ pub enum TrainError {
         low: f32,
         high: f32,
     },
-    /// The learning curves could not be drawn.
+    /// The learning curves or the final episodes could not be drawn.
     #[error("{0}")]
     Plot(String),
     /// The run was asked to stop ([`super::StopHandle`]) and wrote a

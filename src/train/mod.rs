@@ -5,7 +5,8 @@
 //! (`resume`) and ends exactly where an uninterrupted run would.
 //!
 //! Run folder: `config.toml` (resolved), `metrics.jsonl`, `eval.jsonl`,
-//! `checkpoint.safetensors`, `curves.png`, `summary.json`.
+//! `checkpoint.safetensors`, `curves.png`, `rollouts.png` (the final
+//! evaluation's episodes, when the run evaluates), `summary.json`.
 
 mod config;
 mod error;
@@ -35,7 +36,8 @@ pub use stop::StopHandle;
 
 use crate::agent::{Algorithm, AnyAgent, Metrics, auto_workers};
 use crate::chunk::{ChunkIndex, gib};
-use crate::eval::{EvalConfig, EvalReport, evaluate};
+use crate::env::make;
+use crate::eval::{EvalConfig, EvalReport, Recording, evaluate_recorded, plot_rollouts};
 use crate::fsutil::{FolderLock, lock_folder};
 use crate::noise::{NoiseSource, NoiseState};
 
@@ -45,6 +47,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const EVAL_FILE: &str = "eval.jsonl";
 pub const CURVES_FILE: &str = "curves.png";
+/// The final evaluation's episodes, drawn (`eval::plot_rollouts`).
+pub const ROLLOUTS_FILE: &str = "rollouts.png";
 pub const SUMMARY_FILE: &str = "summary.json";
 
 /// The training loop's own state, stored in every checkpoint.
@@ -426,10 +430,10 @@ impl Run {
                 && ((cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every))
                     || step == cfg.steps);
             if evaluate_now {
-                let report = self.evaluate()?;
+                let (report, recording) = self.evaluate()?;
                 say(&format!("step {step}: {report}"));
                 eval_log.append(&EvalRow::of(step, &report))?;
-                final_eval = Some(report);
+                final_eval = Some((report, recording));
             }
             // Read once, so that a stop asked for from here on waits for
             // the next update rather than skipping this one's checkpoint.
@@ -477,17 +481,25 @@ impl Run {
         }
         let final_eval = match final_eval {
             None if cfg.evaluates() => {
-                let report = self.evaluate()?;
+                let (report, recording) = self.evaluate()?;
                 if missing(EVAL_FILE)? {
                     eval_log.append(&EvalRow::of(step, &report))?;
                 }
-                Some(report)
+                Some((report, recording))
             }
-            report => report,
+            evaluated => evaluated,
         };
         metrics_log.flush()?;
         eval_log.flush()?;
         plot_curves(&self.dir).map_err(TrainError::Plot)?;
+        let final_eval = match final_eval {
+            Some((report, recording)) => {
+                plot_rollouts(&recording, &self.dir.join(ROLLOUTS_FILE))
+                    .map_err(TrainError::Plot)?;
+                Some(report)
+            }
+            None => None,
+        };
         let seconds = started.elapsed().as_secs_f64();
         let summary = TrainSummary {
             run_dir: self.dir.clone(),
@@ -513,14 +525,17 @@ impl Run {
 
     /// Evaluation with the same episode seeds every time (common random
     /// numbers across a run's evaluations and across resumes).
-    fn evaluate(&self) -> Result<EvalReport, TrainError> {
+    fn evaluate(&self) -> Result<(EvalReport, Recording), TrainError> {
         let execute = (self.cfg.execute > 0).then_some(self.cfg.execute);
         let eval = EvalConfig {
             episodes: self.cfg.eval_episodes,
             execute,
             seed: eval_seed(self.cfg.seed),
         };
-        Ok(evaluate(&self.agent, &self.cfg.env, eval)?)
+        let env = &self.cfg.env;
+        make(env).map_err(crate::eval::EvalError::from)?;
+        let make_env = || make(env).expect("checked above");
+        Ok(evaluate_recorded(&self.agent, &make_env, eval)?)
     }
 }
 

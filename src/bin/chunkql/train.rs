@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use chunkql::agent::{AgentError, Algorithm, AnyAgent, read_checkpoint_info};
-use chunkql::eval::{EvalConfig, evaluate, measure_reference};
+use chunkql::env::make;
+use chunkql::eval::{EvalConfig, evaluate, evaluate_recorded, measure_reference, plot_rollouts};
 use chunkql::train::{
     self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, StopHandle, TrainConfig, TrainError,
     parse_device,
@@ -93,6 +94,11 @@ pub struct EvalArgs {
     /// instead of a line.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the episodes to this PNG file: a maze from above with each
+    /// episode's path, the pendulum's angle and torque over time; a ring
+    /// marks each step at which a new chunk was asked for.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +283,9 @@ const SAME_REQUEST: Duration = Duration::from_secs(1);
 pub const EXIT_STOPPED: i32 = 130;
 
 pub fn eval(args: EvalArgs) -> Result<()> {
+    if let Some(path) = &args.plot {
+        check_picture_path(path)?;
+    }
     let (checkpoint, run_cfg) = if args.run.is_dir() {
         let config = args.run.join(CONFIG_FILE);
         let cfg = match config.exists() {
@@ -357,15 +366,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .or_else(|| run_cfg.map(|c| c.eval_episodes))
         .unwrap_or(10);
     check_episodes(episodes)?;
-    let report = evaluate(
-        &agent,
-        &env,
-        EvalConfig {
-            episodes,
-            execute,
-            seed,
-        },
-    )?;
+    let cfg = EvalConfig {
+        episodes,
+        execute,
+        seed,
+    };
+    let report = match &args.plot {
+        None => evaluate(&agent, &env, cfg)?,
+        Some(path) => {
+            make(&env)?;
+            let (report, recording) =
+                evaluate_recorded(&agent, &|| make(&env).expect("checked above"), cfg)?;
+            plot_rollouts(&recording, path).map_err(|e| anyhow::anyhow!(e))?;
+            report
+        }
+    };
     if args.json {
         let out = serde_json::json!({
             "checkpoint": checkpoint.display().to_string(),
@@ -394,6 +409,32 @@ pub fn reference(args: ReferenceArgs) -> Result<()> {
         if args.episodes == 1 { "" } else { "s" },
         args.seed
     );
+    Ok(())
+}
+
+/// `--plot`: a `.png` file in a folder that exists (checked before the
+/// evaluation, not after it).
+fn check_picture_path(path: &std::path::Path) -> Result<()> {
+    if path
+        .extension()
+        .is_none_or(|x| !x.eq_ignore_ascii_case("png"))
+    {
+        bail!(
+            "--plot {}: the picture is a PNG file, name it *.png",
+            path.display()
+        );
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "--plot {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
     Ok(())
 }
 

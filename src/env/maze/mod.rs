@@ -33,7 +33,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::{Behaviour, Env, EnvSpec, Level, RandomBehaviour, StepResult};
+use super::{Behaviour, Env, EnvSpec, Level, RandomBehaviour, Scene, StepResult};
 pub use expert::{ExpertConfig, WaypointExpert};
 pub use layout::{Cell, MazeLayout};
 pub use planner::Planner;
@@ -259,5 +259,9 @@ impl Env for PointMaze {
                 high: self.spec.action_high.clone(),
             }),
         }
+    }
+
+    fn scene(&self) -> Scene {
+        Scene::Maze(self.layout)
     }
 }
