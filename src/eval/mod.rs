@@ -113,8 +113,6 @@ pub struct Recording {
     /// Steps of each chunk executed: a chunk began at steps 0, execute,
     /// 2 execute, ...
     pub execute: usize,
-    /// Per episode, whether it reached the task's success criterion.
-    pub successes: Vec<bool>,
     /// One per episode, in episode order.
     pub rollouts: Vec<Rollout>,
 }
@@ -127,6 +125,8 @@ pub struct Rollout {
     /// `[T, A]`: the actions executed (raw units, before the environment's
     /// clipping to its action box).
     pub actions: Vec<f32>,
+    /// The task's success criterion was reached at some step.
+    pub success: bool,
 }
 
 impl Recording {
@@ -256,6 +256,7 @@ fn roll(
             .map(|h| Rollout {
                 observations: h[(to - 1) * o..].to_vec(),
                 actions: vec![],
+                success: false,
             })
             .collect(),
         false => vec![],
@@ -294,6 +295,7 @@ fn roll(
                 if let Some(rollout) = rollouts.get_mut(k) {
                     rollout.actions.extend_from_slice(action);
                     rollout.observations.extend_from_slice(&obs);
+                    rollout.success = episode.success;
                 }
                 if result.terminated || result.truncated {
                     results[k] = Some(*episode);
@@ -325,7 +327,6 @@ fn roll(
         obs_dim: o,
         act_dim: a,
         execute,
-        successes: episodes.iter().map(|e| e.success).collect(),
         rollouts,
     });
     let report = EvalReport {

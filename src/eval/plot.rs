@@ -63,7 +63,7 @@ fn maze_picture(rec: &Recording, layout: MazeLayout, path: &Path) -> Drawn {
     root.fill(&WHITE)?;
     let (top, rest) = root.split_vertically(CAPTION);
     let (grid, bottom) = rest.split_vertically(rows as u32 * px + 2 * MARGIN);
-    let reached = rec.successes.iter().filter(|&&s| s).count();
+    let reached = rec.rollouts.iter().filter(|r| r.success).count();
     top.titled(
         &format!(
             "{}: {reached} of {} episode{} reached the goal",

@@ -26,7 +26,6 @@ fn recording(scene: Scene, obs_dim: usize, act_dim: usize, rollouts: Vec<Rollout
         obs_dim,
         act_dim,
         execute: 4,
-        successes: vec![false; rollouts.len()],
         rollouts,
     }
 }
@@ -66,6 +65,7 @@ fn a_maze_picture_puts_walls_goal_and_paths_on_the_grid() {
     let rollout = Rollout {
         observations,
         actions: vec![0.0; 6],
+        success: false,
     };
     let rec = recording(Scene::Maze(layout), 4, 2, vec![rollout]);
     let dir = tempfile::tempdir().unwrap();
@@ -139,6 +139,7 @@ fn time_pictures_draw_every_episode() {
                 .flat_map(|a| [a.cos() as f32, a.sin() as f32, 0.5])
                 .collect(),
             actions: (0..9).map(|t| t as f32 / 9.0 - 0.5).collect(),
+            success: false,
         }
     };
     let rec = recording(Scene::Pendulum, 3, 1, vec![swing(0), swing(1)]);
@@ -154,6 +155,7 @@ fn time_pictures_draw_every_episode() {
     let flat = Rollout {
         observations: (0..5 * 18).map(|i| i as f32).collect(),
         actions: vec![0.25; 4 * 2],
+        success: false,
     };
     let rec = recording(Scene::Signals, 18, 2, vec![flat]);
     let file = dir.path().join("signals.png");

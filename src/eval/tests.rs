@@ -297,7 +297,6 @@ fn a_recording_keeps_every_step_and_changes_nothing() {
     assert_eq!(recording.scene, Scene::Signals);
     assert_eq!((recording.obs_dim, recording.act_dim), (1, 1));
     assert_eq!(recording.execute, 2);
-    assert_eq!(recording.successes, vec![false; 6]);
     // Lengths 1, 4, 1, 4, 3, 2 (seed 3, see above). The observation is the
     // step count: 0, 1, ..., L. Chunks are asked for at t = 0 (history
     // [0, 0] -> 0, 1, 2) and t = 2 (history [1, 2] -> 20, 21, 22), two
@@ -309,11 +308,21 @@ fn a_recording_keeps_every_step_and_changes_nothing() {
         let steps: Vec<f32> = (0..=length).map(|t| t as f32).collect();
         assert_eq!(rollout.observations, steps, "episode {k}");
         assert_eq!(rollout.actions, all_actions[..length], "episode {k}");
+        assert!(!rollout.success, "no action reaches 40");
         assert_eq!(recording.steps(k), length);
         assert_eq!(report.episodes[k].length, length);
     }
     assert_eq!(recording.chunk_starts(4).collect::<Vec<_>>(), vec![0, 2]);
     assert_eq!(recording.chunk_starts(5).collect::<Vec<_>>(), vec![0, 2, 4]);
+    // Five steps to the time limit: the third chunk's first action, 40,
+    // is a success (see the first test).
+    let cfg = EvalConfig { episodes: 1, ..cfg };
+    let five = || -> Box<dyn Env> { Box::new(Counter::new(5, false)) };
+    let (report, recording) = evaluate_recorded(&script(), &five, cfg).unwrap();
+    assert!(report.episodes[0].success);
+    let rollout = &recording.rollouts[0];
+    assert_eq!(rollout.actions, [0.0, 1.0, 20.0, 21.0, 40.0]);
+    assert!(rollout.success);
 }
 
 #[test]
