@@ -106,10 +106,7 @@ fn maze_picture(rec: &Recording, layout: MazeLayout, path: &Path) -> Drawn {
         };
         let steps = rec.steps(k);
         chart.draw_series(LineSeries::new((0..=steps).map(at), color.stroke_width(2)))?;
-        chart.draw_series(
-            rec.chunk_starts(steps)
-                .map(|t| Circle::new(at(t), 4, color)),
-        )?;
+        chart.draw_series(ring_steps(rec, steps).map(|t| Circle::new(at(t), 4, color)))?;
         chart.draw_series(std::iter::once(Circle::new(at(0), 6, color.filled())))?;
     }
     root.present()?;
@@ -243,7 +240,7 @@ fn time_panel(
         for segment in segments {
             chart.draw_series(LineSeries::new(segment, color.stroke_width(2)))?;
         }
-        let starts = rec.chunk_starts(values.len());
+        let starts = ring_steps(rec, values.len());
         chart.draw_series(starts.map(|t| Circle::new((t as f64, values[t]), 3, color)))?;
     }
     Ok(())
@@ -270,12 +267,18 @@ pub fn angle_segments(angles: &[f64]) -> Vec<Vec<(f64, f64)>> {
     segments
 }
 
+/// The steps that get a ring: each chunk start, none when every step is
+/// one (`execute = 1`: rings would only thicken the line).
+pub fn ring_steps(rec: &Recording, steps: usize) -> impl Iterator<Item = usize> {
+    let steps = if rec.execute > 1 { steps } else { 0 };
+    rec.chunk_starts(steps)
+}
+
 fn ring_note(rec: &Recording) -> String {
-    format!(
-        "rings: the policy was asked for a new chunk (every {} step{})",
-        rec.execute,
-        plural(rec.execute)
-    )
+    match rec.execute {
+        1 => "the policy was asked for a new chunk at every step (execute = 1): no rings".into(),
+        e => format!("rings: the policy was asked for a new chunk (every {e} steps)"),
+    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -175,3 +175,12 @@ fn an_unwritable_picture_is_an_error_naming_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn rings_mark_chunk_starts_unless_every_step_is_one() {
+    let mut rec = recording(Scene::Signals, 1, 1, vec![]);
+    assert_eq!(ring_steps(&rec, 9).collect::<Vec<_>>(), vec![0, 4, 8]);
+    assert_eq!(ring_steps(&rec, 8).collect::<Vec<_>>(), vec![0, 4]);
+    rec.execute = 1;
+    assert_eq!(ring_steps(&rec, 9).count(), 0);
+}
