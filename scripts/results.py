@@ -6,6 +6,7 @@ run, two at a time with one libtorch thread each (2 cores), then the table.
     python3 scripts/results.py run cpql-h4-recon   # only the named configurations (any of `run`, `table`)
     python3 scripts/results.py check      # the interval arithmetic against hand-worked numbers (`make test`)
     python3 scripts/results.py run dql-h1 --steps 10000 --envs pendulum,pointmaze-medium   # another budget, some tasks
+    python3 scripts/results.py execution dql-h4-smdp --envs pointmaze-medium   # the runs re-evaluated under each way of executing chunks
 
 Options (for `run` and `table`): `--steps N` sets the number of updates
 (default 3000; any other budget lives in runs/results-<N>/, so budgets never
@@ -232,11 +233,75 @@ def table(names, envs, out):
     return "\n".join(lines)
 
 
+# `execution`: ways of executing a run's chunks, as `chunkql eval` options.
+EXECUTION = [
+    ("whole chunks (execute H)", "chunk", []),
+    ("first action, replan (execute 1)", "step", ["--execute", "1"]),
+    ("temporal ensemble, m = 0.01", "ens0.01", ["--ensemble", "0.01"]),
+    ("temporal ensemble, m = 1", "ens1", ["--ensemble", "1"]),
+]
+EXECUTION_EPISODES = 50
+
+
+def evaluate_one(job):
+    """One run evaluated one way: `chunkql eval --json`, kept beside the run
+    as exec-<mode>-e<episodes>.json (an existing file is reused)."""
+    run, key, options = job
+    path = run / f"exec-{key}-e{EXECUTION_EPISODES}.json"
+    if not path.exists():
+        out = subprocess.run(
+            [str(BIN), "eval", str(run), "--json", "--episodes", str(EXECUTION_EPISODES), *options],
+            check=True, capture_output=True, text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        ).stdout
+        path.write_text(out)
+    return json.loads(path.read_text())["report"]
+
+
+def execution(names, envs, out):
+    """Each finished run re-evaluated on EXECUTION_EPISODES episodes (its
+    own evaluation seed) under each way of EXECUTION; the markdown table
+    of the normalised score's mean over seeds with its 95% interval."""
+    runs = [
+        out / env / f"{name}-s{seed}"
+        for env in envs for name, _ in selected(names) for seed in SEEDS
+        if (out / env / f"{name}-s{seed}" / "summary.json").exists()
+    ]
+    jobs = [(run, key, options) for run in runs for _, key, options in EXECUTION]
+    with ThreadPoolExecutor(max_workers=int(os.environ.get("JOBS", "2"))) as pool:
+        reports = dict(zip([(run, key) for run, key, _ in jobs], pool.map(evaluate_one, jobs)))
+    lines = []
+    for env in envs:
+        env_runs = [r for r in runs if r.parent.name == env]
+        if not env_runs:
+            continue
+        has_success = env.startswith("pointmaze")
+        lines.append(f"\n### {env}: {EXECUTION_EPISODES} episodes per run\n")
+        lines.append("| config | execution | normalised score (mean ± 95% CI over seeds) | per-seed scores |"
+                     + (" success rate |" if has_success else ""))
+        lines.append("|---|---|---|---|" + ("---|" if has_success else ""))
+        for name, _ in selected(names):
+            config_runs = [r for r in env_runs if r.name.rsplit("-s", 1)[0] == name]
+            if not config_runs:
+                continue
+            for label, key, _ in EXECUTION:
+                finals = [reports[(run, key)] for run in config_runs]
+                scores = [f["normalized_score"]["mean"] for f in finals]
+                mean, half = summarize(scores)
+                cell = f"{mean:.1f} ± {half:.1f}" if len(scores) > 1 else f"{mean:.1f}"
+                row = f"| {name} | {label} | {cell} | {', '.join(f'{x:.1f}' for x in scores)} |"
+                if has_success:
+                    rate = sum(f["success_rate"]["mean"] for f in finals) / len(finals)
+                    row += f" {rate:.2f} |"
+                lines.append(row)
+    return "\n".join(lines)
+
+
 def main():
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run", "table", "check"])
+    parser.add_argument("command", choices=["run", "table", "execution", "check"])
     parser.add_argument("configs", nargs="*", help="configurations (default: all)")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"updates per run (default {STEPS})")
     parser.add_argument("--envs", default=",".join(ENVS), help=f"tasks, comma-separated (default: all of {','.join(ENVS)})")
@@ -256,6 +321,11 @@ def main():
         ensure_data(args.envs)
         with ThreadPoolExecutor(max_workers=int(os.environ.get("JOBS", "2"))) as pool:
             list(pool.map(run_one, jobs(args.configs, args.envs, args.steps)))
+    elif args.command == "execution":
+        if not BIN.exists():
+            sys.exit(f"{BIN} missing: run `cargo build --release` first")
+        selected(args.configs)
+        print(execution(args.configs, args.envs, out_dir(args.steps)))
     else:
         print(table(args.configs, args.envs, out_dir(args.steps)))
 

@@ -74,6 +74,25 @@ fn a_run_writes_its_files_and_evaluates() {
     assert_eq!(plotted.stdout, plain.stdout);
     let png = std::fs::read(&picture).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG file");
+    // Temporal ensembling: a chunk at every step, said in the line; it
+    // replaces --execute.
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--ensemble", "0.01", "--episodes", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("pendulum: 2 episodes, return"))
+        .stdout(predicate::str::contains("(temporal ensembling, m = 0.01)"));
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--ensemble", "0.01", "--execute", "2"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--ensemble 0.01 asks for a chunk at every step: --execute must be 1 or left out, got 2",
+        ));
     for (path, message) in [
         ("episodes.jpg", "the picture is a PNG file, name it *.png"),
         (

@@ -1,8 +1,10 @@
 //! Evaluation: batched rollouts in which the policy emits a chunk and
 //! `execute` steps of it are run before it is asked again (default H, the
-//! SMDP-consistent choice); returns, normalised scores and success rates with
-//! 95% confidence intervals.
+//! SMDP-consistent choice), or, with temporal ensembling (`ensemble`), is
+//! asked at every step and the proposals for each step averaged; returns,
+//! normalised scores and success rates with 95% confidence intervals.
 
+mod ensemble;
 mod plot;
 mod reference;
 mod stats;
@@ -14,6 +16,7 @@ use std::fmt;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+pub use ensemble::TemporalEnsemble;
 pub use plot::plot_rollouts;
 pub use reference::{ReferenceReturns, measure_reference, reference_returns};
 pub use stats::{MeanCi, mean_ci, t_critical, wilson};
@@ -51,6 +54,10 @@ pub struct EvalConfig {
     pub episodes: usize,
     /// Steps of each chunk executed before re-planning (1..=H); `None` = H.
     pub execute: Option<usize>,
+    /// Temporal ensembling with weight decay m ([`TemporalEnsemble`]): a
+    /// chunk is asked for at every step and the proposals for a step are
+    /// averaged. `execute` must then be `None` or 1.
+    pub ensemble: Option<f64>,
     /// Episode k starts from `seed_for(seed, k)`; the policy's noise stream
     /// is seeded with `seed` too.
     pub seed: u64,
@@ -71,6 +78,8 @@ pub struct EvalReport {
     pub env: String,
     pub episodes: Vec<EpisodeResult>,
     pub execute: usize,
+    /// Temporal ensembling's m, when the chunks were ensembled.
+    pub ensemble: Option<f64>,
     /// Mean undiscounted return with a 95% t interval over episodes.
     pub episode_return: MeanCi,
     /// 100 (R - R_random) / (R_expert - R_random), when the task has
@@ -91,6 +100,9 @@ impl fmt::Display for EvalReport {
             if self.episodes.len() == 1 { "" } else { "s" },
             self.episode_return
         )?;
+        if let Some(m) = self.ensemble {
+            write!(f, " (temporal ensembling, m = {m})")?;
+        }
         if let Some(score) = &self.normalized_score {
             write!(f, ", normalised score {score}")?;
         }
@@ -161,6 +173,12 @@ pub enum EvalError {
     Execute { execute: usize, horizon: usize },
     #[error("evaluation needs at least one episode")]
     NoEpisodes,
+    #[error(
+        "temporal ensembling asks for a chunk at every step: execute must be 1 (or unset), got {execute}"
+    )]
+    EnsembleExecute { execute: usize },
+    #[error("the temporal ensemble's m must be a finite number, got {m}")]
+    EnsembleWeight { m: f64 },
 }
 
 /// Checks that `actor` fits `env` (observation and action widths).
@@ -218,7 +236,18 @@ fn roll(
     record: bool,
 ) -> Result<(EvalReport, Option<Recording>), EvalError> {
     let dims = actor.dims();
-    let execute = cfg.execute.unwrap_or(dims.horizon);
+    if let Some(m) = cfg.ensemble {
+        if !m.is_finite() {
+            return Err(EvalError::EnsembleWeight { m });
+        }
+        if let Some(execute) = cfg.execute.filter(|&e| e != 1) {
+            return Err(EvalError::EnsembleExecute { execute });
+        }
+    }
+    let execute = match cfg.ensemble {
+        Some(_) => 1,
+        None => cfg.execute.unwrap_or(dims.horizon),
+    };
     if execute == 0 || execute > dims.horizon {
         return Err(EvalError::Execute {
             execute,
@@ -261,6 +290,13 @@ fn roll(
             .collect(),
         false => vec![],
     };
+    let mut ensembles: Vec<TemporalEnsemble> = match cfg.ensemble {
+        Some(m) => (0..cfg.episodes)
+            .map(|_| TemporalEnsemble::new(m, h, a))
+            .collect(),
+        None => vec![],
+    };
+    let mut ensembled = vec![0f32; a];
     let mut noise = NoiseSource::new(cfg.seed, actor.device());
     while results.iter().any(Option::is_none) {
         let active: Vec<usize> = (0..cfg.episodes)
@@ -284,7 +320,11 @@ fn roll(
         let chunks: Vec<f32> = Vec::try_from(chunks.flatten(0, -1)).expect("chunks are f32");
         for (row, &k) in active.iter().enumerate() {
             for step in 0..execute {
-                let action = &chunks[(row * h + step) * a..(row * h + step + 1) * a];
+                let mut action = &chunks[(row * h + step) * a..(row * h + step + 1) * a];
+                if let Some(ensemble) = ensembles.get_mut(k) {
+                    ensemble.step(&chunks[row * h * a..(row + 1) * h * a], &mut ensembled);
+                    action = &ensembled;
+                }
                 let result = envs[k].step(action, &mut obs);
                 let episode = &mut running[k];
                 episode.episode_return += result.reward;
@@ -332,6 +372,7 @@ fn roll(
     let report = EvalReport {
         env: spec.name.clone(),
         execute,
+        ensemble: cfg.ensemble,
         episode_return: mean_ci(&returns),
         normalized_score,
         success_rate,

@@ -111,6 +111,7 @@ fn executes_the_first_steps_of_each_chunk_and_replans() {
         episodes: 1,
         execute: Some(2),
         seed: 0,
+        ensemble: None,
     };
     let report = evaluate_with(&actor, &|| Box::new(Counter::new(5, false)), cfg).unwrap();
     // Queries at t = 0 (history padded with the first obs), 2 and 4:
@@ -137,6 +138,7 @@ fn executes_whole_chunks_by_default() {
         episodes: 1,
         execute: None,
         seed: 0,
+        ensemble: None,
     };
     let report = evaluate_with(&actor, &|| Box::new(Counter::new(5, false)), cfg).unwrap();
     // 0, 1, 2 | 30, 31 (truncated at 5) -> 64.
@@ -155,6 +157,7 @@ fn episodes_that_end_early_stop_and_the_rest_go_on() {
         episodes: 6,
         execute: Some(1),
         seed: 3,
+        ensemble: None,
     };
     let report = evaluate_with(&actor, &|| Box::new(Counter::new(100, true)), cfg).unwrap();
     for (k, episode) in report.episodes.iter().enumerate() {
@@ -203,6 +206,7 @@ fn bad_settings_are_errors() {
                 episodes,
                 execute,
                 seed: 0,
+                ensemble: None,
             },
         )
         .unwrap_err()
@@ -233,6 +237,7 @@ fn bad_settings_are_errors() {
             episodes: 1,
             execute: None,
             seed: 0,
+            ensemble: None,
         },
     )
     .unwrap_err();
@@ -247,6 +252,7 @@ fn bad_settings_are_errors() {
             episodes: 1,
             execute: None,
             seed: 0,
+            ensemble: None,
         },
     )
     .unwrap_err();
@@ -278,6 +284,7 @@ fn an_actor_of_the_wrong_shape_is_caught() {
         episodes: 2,
         execute: None,
         seed: 0,
+        ensemble: None,
     };
     let _ = evaluate_with(&Short, &|| Box::new(Counter::new(5, false)), cfg);
 }
@@ -288,6 +295,7 @@ fn a_recording_keeps_every_step_and_changes_nothing() {
         episodes: 6,
         execute: Some(2),
         seed: 3,
+        ensemble: None,
     };
     let counter = || -> Box<dyn Env> { Box::new(Counter::new(100, true)) };
     let plain = evaluate_with(&script(), &counter, cfg).unwrap();
@@ -335,4 +343,60 @@ fn the_built_in_tasks_name_their_pictures() {
         scene("pointmaze-large-terminal"),
         Scene::Maze(MazeLayout::Large)
     );
+}
+
+#[test]
+fn temporal_ensembling_asks_every_step_and_averages_the_proposals() {
+    let actor = script();
+    let cfg = EvalConfig {
+        episodes: 1,
+        execute: None,
+        seed: 0,
+        ensemble: Some(0.0),
+    };
+    let counter = || -> Box<dyn Env> { Box::new(Counter::new(5, false)) };
+    let (report, recording) = evaluate_recorded(&actor, &counter, cfg).unwrap();
+    // Asked at every step: histories [t - 1, t] (padded at t = 0).
+    assert_eq!(
+        *actor.histories.borrow(),
+        vec![
+            vec![0.0, 0.0],
+            vec![0.0, 1.0],
+            vec![1.0, 2.0],
+            vec![2.0, 3.0],
+            vec![3.0, 4.0]
+        ]
+    );
+    // The chunk asked for at t is [10t, 10t + 1, 10t + 2]; the plain mean
+    // of the proposals for t (ensemble.rs): 0, 5.5, then 10t - 9.
+    assert_eq!(recording.rollouts[0].actions, [0.0, 5.5, 11.0, 21.0, 31.0]);
+    assert_eq!(report.episodes[0].episode_return, 68.5);
+    assert!(!report.episodes[0].success, "no action reaches 40");
+    assert_eq!((report.execute, recording.execute), (1, 1));
+    assert_eq!(report.ensemble, Some(0.0));
+    assert!(
+        report.to_string().contains("(temporal ensembling, m = 0)"),
+        "{report}"
+    );
+    // execute 1 is the same thing; anything else, or an m that is not a
+    // number, is refused.
+    let once = EvalConfig {
+        execute: Some(1),
+        ..cfg
+    };
+    assert_eq!(evaluate_with(&script(), &counter, once).unwrap(), report);
+    let twice = EvalConfig {
+        execute: Some(2),
+        ..cfg
+    };
+    let err = evaluate_with(&script(), &counter, twice).unwrap_err();
+    assert_eq!(err, EvalError::EnsembleExecute { execute: 2 });
+    let nan = EvalConfig {
+        ensemble: Some(f64::NAN),
+        ..cfg
+    };
+    assert!(matches!(
+        evaluate_with(&script(), &counter, nan),
+        Err(EvalError::EnsembleWeight { .. })
+    ));
 }

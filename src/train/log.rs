@@ -223,6 +223,7 @@ mod tests {
             env: "pendulum".into(),
             episodes: Vec::new(),
             execute: 4,
+            ensemble: None,
             episode_return: mean_ci(&[-900.0]),
             normalized_score: Some(mean_ci(&[30.0])),
             success_rate: None,

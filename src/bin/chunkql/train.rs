@@ -99,6 +99,12 @@ pub struct EvalArgs {
     /// marks each step at which a new chunk was asked for.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
+    /// Temporal ensembling (ACT): ask for a chunk at every step and execute
+    /// the weighted mean of what the last H chunks propose for it, weights
+    /// exp(-M i) from the oldest (i = 0); ACT uses 0.01, 0 is the plain
+    /// mean. Replaces --execute (the run's own is not used).
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
+    pub ensemble: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -352,10 +358,18 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .or_else(|| state.as_ref().and_then(|s| s.config.as_ref()));
     let run_seed = run_cfg.map_or(0, |c| c.seed);
     let seed = args.seed.unwrap_or_else(|| train::eval_seed(run_seed));
-    let execute = args
-        .execute
-        .or_else(|| state.as_ref().map(|s| s.execute))
-        .filter(|&e| e > 0);
+    if let (Some(m), Some(e)) = (args.ensemble, args.execute.filter(|&e| e != 1)) {
+        bail!(
+            "--ensemble {m} asks for a chunk at every step: --execute must be 1 or left out, got {e}"
+        );
+    }
+    let execute = match args.ensemble {
+        Some(_) => None,
+        None => args
+            .execute
+            .or_else(|| state.as_ref().map(|s| s.execute))
+            .filter(|&e| e > 0),
+    };
     let agent = AnyAgent::load(&checkpoint, parse_device(&args.device)?)?;
     let horizon = agent.dims().horizon;
     if let Some(e) = args.execute.filter(|&e| e > horizon) {
@@ -370,6 +384,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         episodes,
         execute,
         seed,
+        ensemble: args.ensemble,
     };
     let report = match &args.plot {
         None => evaluate(&agent, &env, cfg)?,
