@@ -22,7 +22,12 @@ fn a_run_writes_its_files_and_evaluates() {
         .success()
         .stdout(predicate::str::contains("40 steps"))
         .stdout(predicate::str::contains("pendulum: 2 episodes, return"))
-        .stdout(predicate::str::contains("normalised score"));
+        .stdout(predicate::str::contains("normalised score"))
+        .stdout(predicate::str::contains(format!(
+            "pictures: {0}/curves.png (learning curves), {0}/rollouts.png (the final \
+             evaluation's episodes)",
+            run.display()
+        )));
     for file in [
         "config.toml",
         "metrics.jsonl",
@@ -199,6 +204,10 @@ fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
         .success()
         .stdout(predicate::str::contains("20 steps"))
         .stdout(predicate::str::contains("not evaluated (env = none)"))
+        .stdout(predicate::str::contains(format!(
+            "pictures: {}/curves.png (learning curves)\n",
+            run.display()
+        )))
         .stderr(predicate::str::contains(
             "env = none: no evaluation; observation width 2, action width 1",
         ));

@@ -10,8 +10,8 @@ use chunkql::agent::{AgentError, Algorithm, AnyAgent, read_checkpoint_info};
 use chunkql::env::make;
 use chunkql::eval::{EvalConfig, evaluate, evaluate_recorded, measure_reference, plot_rollouts};
 use chunkql::train::{
-    self, CHECKPOINT_FILE, CONFIG_FILE, LoopState, NO_ENV, StopHandle, TrainConfig, TrainError,
-    parse_device,
+    self, CHECKPOINT_FILE, CONFIG_FILE, CURVES_FILE, LoopState, NO_ENV, ROLLOUTS_FILE, StopHandle,
+    TrainConfig, TrainError, parse_device,
 };
 
 #[derive(Debug, Args)]
@@ -232,9 +232,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
             summary.run_dir.display()
         ),
     };
+    let dir = summary.run_dir.display();
+    let pictures = match summary.final_eval {
+        Some(_) => format!(
+            "{dir}/{CURVES_FILE} (learning curves), {dir}/{ROLLOUTS_FILE} (the final evaluation's \
+             episodes)"
+        ),
+        None => format!("{dir}/{CURVES_FILE} (learning curves)"),
+    };
     println!(
-        "run {}: {} steps, {rate}\n{evaluation}",
-        summary.run_dir.display(),
+        "run {dir}: {} steps, {rate}\n{evaluation}\npictures: {pictures}",
         summary.steps,
     );
     Ok(())
