@@ -18,6 +18,8 @@ pub struct TemporalEnsemble {
     act_dim: usize,
     /// Oldest first; each `[H, A]`, flat.
     chunks: VecDeque<Vec<f32>>,
+    /// `[A]`: the weighted sum being formed (kept: no allocation per step).
+    sum: Vec<f64>,
 }
 
 impl TemporalEnsemble {
@@ -30,6 +32,7 @@ impl TemporalEnsemble {
             horizon,
             act_dim,
             chunks: VecDeque::with_capacity(horizon),
+            sum: vec![0.0; act_dim],
         }
     }
 
@@ -48,7 +51,8 @@ impl TemporalEnsemble {
             self.chunks.push_back(chunk.to_vec());
         }
         let n = self.chunks.len();
-        let mut sum = vec![0f64; a];
+        let sum = &mut self.sum;
+        sum.fill(0.0);
         let mut total = 0f64;
         for (i, proposed) in self.chunks.iter().enumerate() {
             // Chunk i was proposed n - 1 - i steps ago: its entry for now.
@@ -59,7 +63,7 @@ impl TemporalEnsemble {
                 *s += w * x as f64;
             }
         }
-        for (out, s) in action.iter_mut().zip(sum) {
+        for (out, s) in action.iter_mut().zip(sum.iter()) {
             *out = (s / total) as f32;
         }
     }
