@@ -119,27 +119,8 @@ fn pendulum_picture(rec: &Recording, path: &Path) -> Drawn {
     let (main, bottom) = root.split_vertically(860 - NOTE);
     bottom.titled(&ring_note(rec), ("sans-serif", 16))?;
     let panels = main.split_evenly((2, 1));
-    let o = rec.obs_dim;
-    let angles: Vec<Vec<f64>> = rec
-        .rollouts
-        .iter()
-        .map(|r| {
-            r.observations
-                .chunks_exact(o)
-                .map(|obs| angle(obs[0], obs[1]))
-                .collect()
-        })
-        .collect();
-    let torques: Vec<Vec<f64>> = rec
-        .rollouts
-        .iter()
-        .map(|r| {
-            r.actions
-                .chunks_exact(rec.act_dim)
-                .map(|a| a[0] as f64)
-                .collect()
-        })
-        .collect();
+    let angles = observation_series(rec, |obs| angle(obs[0], obs[1]));
+    let torques = action_series(rec, |action| action[0] as f64);
     time_panel(
         &panels[0],
         &format!(
@@ -173,30 +154,38 @@ fn signals_picture(rec: &Recording, path: &Path) -> Drawn {
     bottom.titled(&note, ("sans-serif", 16))?;
     let panels = main.split_evenly((rows, cols));
     for (d, area) in panels.iter().enumerate().take(shown) {
-        let (title, series): (String, Vec<Vec<f64>>) = if d < rec.obs_dim {
-            let column = |r: &super::Rollout| {
-                let obs = r.observations.chunks_exact(rec.obs_dim);
-                obs.map(|x| x[d] as f64).collect()
-            };
-            (
+        let (title, series) = match d.checked_sub(rec.obs_dim) {
+            None => (
                 format!("{}: observation {d}", rec.env),
-                rec.rollouts.iter().map(column).collect(),
-            )
-        } else {
-            let a = d - rec.obs_dim;
-            let column = |r: &super::Rollout| {
-                let act = r.actions.chunks_exact(rec.act_dim);
-                act.map(|x| x[a] as f64).collect()
-            };
-            (
+                observation_series(rec, |obs| obs[d] as f64),
+            ),
+            Some(a) => (
                 format!("{}: action {a}", rec.env),
-                rec.rollouts.iter().map(column).collect(),
-            )
+                action_series(rec, |action| action[a] as f64),
+            ),
         };
         time_panel(area, &title, rec, &series, false)?;
     }
     root.present()?;
     Ok(())
+}
+
+/// Per episode, `value` of each observation `[O]` (T + 1 values).
+fn observation_series(rec: &Recording, value: impl Fn(&[f32]) -> f64) -> Vec<Vec<f64>> {
+    let per_episode = |r: &super::Rollout| {
+        let rows = r.observations.chunks_exact(rec.obs_dim);
+        rows.map(&value).collect()
+    };
+    rec.rollouts.iter().map(per_episode).collect()
+}
+
+/// Per episode, `value` of each action `[A]` (T values).
+fn action_series(rec: &Recording, value: impl Fn(&[f32]) -> f64) -> Vec<Vec<f64>> {
+    let per_episode = |r: &super::Rollout| {
+        let rows = r.actions.chunks_exact(rec.act_dim);
+        rows.map(&value).collect()
+    };
+    rec.rollouts.iter().map(per_episode).collect()
 }
 
 /// One panel of values over steps, one line per episode (`series[k][t]`,
