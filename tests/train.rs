@@ -87,8 +87,9 @@ fn a_run_writes_its_files_and_evaluates() {
         .args(["--ensemble", "0.01", "--episodes", "2"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("pendulum: 2 episodes, return"))
-        .stdout(predicate::str::contains("(temporal ensembling, m = 0.01)"));
+        .stdout(predicate::str::contains(
+            "pendulum: 2 episodes (temporal ensembling, m = 0.01), return",
+        ));
     chunkql()
         .arg("eval")
         .arg(&run)

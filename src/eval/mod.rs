@@ -94,15 +94,15 @@ impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} episode{}, return {}",
+            "{}: {} episode{}",
             self.env,
             self.episodes.len(),
             if self.episodes.len() == 1 { "" } else { "s" },
-            self.episode_return
         )?;
         if let Some(m) = self.ensemble {
             write!(f, " (temporal ensembling, m = {m})")?;
         }
+        write!(f, ", return {}", self.episode_return)?;
         if let Some(score) = &self.normalized_score {
             write!(f, ", normalised score {score}")?;
         }
