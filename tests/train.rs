@@ -188,6 +188,64 @@ fn a_run_writes_its_files_and_evaluates() {
 
 /// env = none: data of widths no environment has trains, checkpoints, plots
 /// and resumes without evaluation, and `eval` asks for an environment.
+/// `ensemble` in a run's config: its evaluations ensemble, and `eval`
+/// replays that unless told how to execute.
+#[test]
+fn a_run_that_ensembles_evaluates_so_and_eval_repeats_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 20, 20);
+    let run = dir.path().join("run");
+    let ensembled = "pendulum: 2 episodes (temporal ensembling, m = 0.5), return";
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--set", "ensemble=0.5", "--out"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(ensembled));
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("\nensemble = 0.5\n"), "{saved}");
+    let last = lines(&run.join("eval.jsonl")).pop().unwrap();
+    let replayed = chunkql()
+        .arg("eval")
+        .arg(&run)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let replayed: serde_json::Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert_eq!(replayed["report"]["ensemble"], 0.5);
+    assert_eq!(
+        replayed["report"]["episode_return"]["mean"], last["mean_return"],
+        "eval repeats the run's last evaluation"
+    );
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(ensembled));
+    // --execute says how to execute: no ensembling.
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--execute", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("pendulum: 2 episodes, return"));
+    // An execute of more than one step is refused with it, naming both.
+    chunkql()
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--set", "ensemble=0.5", "--set", "execute=2", "--out"])
+        .arg(dir.path().join("refused"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "ensemble asks for a chunk at every step: execute must be 0 or 1 with it, got 2",
+        ));
+}
+
 #[test]
 fn a_run_without_an_environment_trains_on_any_data_and_is_not_evaluated() {
     let dir = tempfile::tempdir().unwrap();

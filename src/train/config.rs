@@ -81,6 +81,11 @@ pub struct TrainConfig {
     pub eval_episodes: usize,
     /// Steps of each chunk executed before re-planning; 0: all H.
     pub execute: usize,
+    /// Evaluate with temporal ensembling of weight decay m instead
+    /// (`eval::TemporalEnsemble`: a chunk asked for at every step, the
+    /// proposals for a step averaged); unset: whole chunks as `execute`
+    /// says. With it, `execute` must be 0 or 1.
+    pub ensemble: Option<f64>,
     /// A checkpoint every this many updates (and at the end).
     pub checkpoint_every: u64,
     /// CPU threads for the update (libtorch's intra-op threads); 0: all cores.
@@ -112,6 +117,7 @@ impl Default for TrainConfig {
             eval_every: 2500,
             eval_episodes: 10,
             execute: 0,
+            ensemble: None,
             checkpoint_every: 1000,
             threads: 0,
             workers: 0,
@@ -173,9 +179,13 @@ impl TrainConfig {
             let path: Vec<&str> = key.trim().split('.').collect();
             let (last, parents) = path.split_last().expect("split yields at least one part");
             let unknown = |node: &toml::Table| {
+                let optional: &[&str] = match parents.is_empty() {
+                    true => &OPTIONAL_KEYS,
+                    false => &[],
+                };
                 set_error(format!(
                     "unknown key `{key}` (keys here: {})",
-                    keys_of(node)
+                    keys_of(node, optional)
                 ))
             };
             let mut node = &mut table;
@@ -189,11 +199,12 @@ impl TrainConfig {
                     .expect("checked above");
             }
             match node.get(*last) {
+                None if parents.is_empty() && OPTIONAL_KEYS.contains(last) => {}
                 None => return Err(unknown(node)),
                 Some(toml::Value::Table(section)) if !value.is_table() => {
                     return Err(set_error(format!(
                         "`{key}` is a section: set one of its keys, {key}.KEY=VALUE (keys: {})",
-                        keys_of(section)
+                        keys_of(section, &[])
                     )));
                 }
                 Some(_) => {}
@@ -314,6 +325,18 @@ impl TrainConfig {
                 self.horizon, self.execute
             ));
         }
+        if let Some(m) = self.ensemble {
+            if !m.is_finite() {
+                return invalid(format!("ensemble must be a finite number, got {m}"));
+            }
+            if self.execute > 1 {
+                return invalid(format!(
+                    "ensemble asks for a chunk at every step: execute must be 0 or 1 with it, \
+                     got {}",
+                    self.execute
+                ));
+            }
+        }
         if self.dataset.is_empty() && self.dataset_episodes == 0 {
             return invalid("dataset_episodes must be at least 1 to generate data".into());
         }
@@ -374,6 +397,7 @@ impl TrainConfig {
                 self.eval_episodes != defaults.eval_episodes,
             ),
             ("execute", self.execute != defaults.execute),
+            ("ensemble", self.ensemble.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, differs)| differs.then_some(key))
@@ -514,13 +538,17 @@ fn plain_types(message: &str) -> String {
 }
 
 /// A table's keys, comma-separated, for an error message.
-fn keys_of(table: &toml::Table) -> String {
-    table
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The keys of `table` and the `optional` ones it may lack, sorted.
+fn keys_of(table: &toml::Table, optional: &[&str]) -> String {
+    let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+    keys.extend(optional.iter().filter(|k| !table.contains_key(**k)));
+    keys.sort_unstable();
+    keys.join(", ")
 }
+
+/// Top-level keys whose value may be unset, and then are absent from the
+/// TOML (which has no null): `--set` may still name them.
+const OPTIONAL_KEYS: [&str; 1] = ["ensemble"];
 
 /// A `--set` value: TOML if it parses as one, else a plain string.
 fn parse_value(raw: &str) -> toml::Value {

@@ -531,7 +531,7 @@ impl Run {
             episodes: self.cfg.eval_episodes,
             execute,
             seed: eval_seed(self.cfg.seed),
-            ensemble: None,
+            ensemble: self.cfg.ensemble,
         };
         let env = &self.cfg.env;
         make(env).map_err(crate::eval::EvalError::from)?;

@@ -49,8 +49,8 @@ pub enum ResumeError {
     #[error(
         "{} differs from the run {} was saved from in {} (saved, now); a run resumes with the \
          config it started with: only steps, threads, device, the log, eval (eval_every, \
-         eval_episodes, execute) and checkpoint settings, and dataset (to the same data moved) \
-         may change{}",
+         eval_episodes, execute, ensemble) and checkpoint settings, and dataset (to the same \
+         data moved) may change{}",
         config.display(),
         checkpoint.display(),
         changes.join(", "),
@@ -361,8 +361,8 @@ mod tests {
             "run/config.toml differs from the run run/checkpoint.safetensors was saved from in \
              horizon (4, 8), gamma (0.99, 0.9) (saved, now); a run resumes with the config it \
              started with: only steps, threads, device, the log, eval (eval_every, \
-             eval_episodes, execute) and checkpoint settings, and dataset (to the same data \
-             moved) may change"
+             eval_episodes, execute, ensemble) and checkpoint settings, and dataset (to the \
+             same data moved) may change"
         );
         let mut decaying = cfg.clone();
         decaying.agent.lr_decay_steps = 20;

@@ -16,7 +16,7 @@ use crate::chunk::ChunkDims;
 /// Top-level keys a resume may change.
 /// Evaluation draws from its own seed ([`super::eval_seed`]), so its
 /// settings leave the training numbers alone.
-const MAY_CHANGE: [&str; 8] = [
+const MAY_CHANGE: [&str; 9] = [
     "steps",
     "threads",
     "device",
@@ -24,6 +24,7 @@ const MAY_CHANGE: [&str; 8] = [
     "eval_every",
     "eval_episodes",
     "execute",
+    "ensemble",
     "checkpoint_every",
 ];
 
@@ -122,7 +123,8 @@ mod tests {
             "log_every=7",
             "eval_every=0",
             "eval_episodes=3",
-            "execute=2",
+            "execute=1",
+            "ensemble=0.5",
             "checkpoint_every=5",
         ]);
         assert_eq!(config_changes(&saved, &harmless), Vec::<String>::new());

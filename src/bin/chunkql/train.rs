@@ -102,7 +102,8 @@ pub struct EvalArgs {
     /// Temporal ensembling (ACT): ask for a chunk at every step and execute
     /// the weighted mean of what the last H chunks propose for it, weights
     /// exp(-M i) from the oldest (i = 0); ACT uses 0.01, 0 is the plain
-    /// mean. Replaces --execute (the run's own is not used).
+    /// mean. Replaces --execute (the run's own is not used). Default: the
+    /// run's `ensemble`, unless --execute is given.
     #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub ensemble: Option<f64>,
 }
@@ -370,7 +371,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             "--ensemble {m} asks for a chunk at every step: --execute must be 1 or left out, got {e}"
         );
     }
-    let execute = match args.ensemble {
+    // The run's own ensembling, unless this command says how to execute.
+    let ensemble = match args.execute {
+        Some(_) => args.ensemble,
+        None => args.ensemble.or_else(|| run_cfg.and_then(|c| c.ensemble)),
+    };
+    let execute = match ensemble {
         Some(_) => None,
         None => args
             .execute
@@ -391,7 +397,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         episodes,
         execute,
         seed,
-        ensemble: args.ensemble,
+        ensemble,
     };
     let report = match &args.plot {
         None => evaluate(&agent, &env, cfg)?,

@@ -5,6 +5,18 @@ fn defaults_round_trip_through_toml() {
     let cfg = TrainConfig::default();
     assert_eq!(TrainConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
     assert_eq!(TrainConfig::from_toml("").unwrap(), cfg);
+    // An unset option is left out of the file (TOML has no null); a set
+    // one is written and read back.
+    assert!(!cfg.to_toml().contains("ensemble"));
+    let ensembled = TrainConfig {
+        ensemble: Some(0.01),
+        ..cfg
+    };
+    assert!(ensembled.to_toml().contains("\nensemble = 0.01\n"));
+    assert_eq!(
+        TrainConfig::from_toml(&ensembled.to_toml()).unwrap(),
+        ensembled
+    );
 }
 
 #[test]
@@ -175,6 +187,18 @@ fn validation_catches_bad_numbers() {
         "invalid config: agent.tau: must lie in (0, 1], got 0"
     );
     assert!(bad(&|c| c.execute = 9).contains("execute"));
+    assert_eq!(
+        bad(&|c| c.ensemble = Some(f64::NAN)),
+        "invalid config: ensemble must be a finite number, got NaN"
+    );
+    assert_eq!(
+        bad(&|c| {
+            c.ensemble = Some(0.01);
+            c.execute = 2;
+        }),
+        "invalid config: ensemble asks for a chunk at every step: execute must be 0 or 1 with it, \
+         got 2"
+    );
     assert_eq!(
         bad(&|c| c.checkpoint_every = 0),
         "invalid config: checkpoint_every must be at least 1"
