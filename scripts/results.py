@@ -153,7 +153,8 @@ def check():
     mean, half = summarize([5.0])
     assert mean == 5.0 and math.isnan(half)
     check_table()
-    print("scripts/results.py: interval arithmetic and the table checked")
+    check_execution()
+    print("scripts/results.py: interval arithmetic, the table and the execution table checked")
 
 
 def check_table():
@@ -195,6 +196,42 @@ def check_table():
     assert [line for line in only if line.startswith("### ")] == ["### pointmaze-umaze"], only
     # Budgets other than the table's live in a folder of their own.
     assert out_dir(STEPS).name == "results" and out_dir(10000).name == "results-10000"
+
+
+def check_execution():
+    """execution() over evaluations saved beside fake runs (so no binary
+    runs): one row per configuration and way of executing, its scores and
+    success rates worked by hand, runs without a summary left out."""
+    import tempfile
+
+    def report(score, success):
+        return {"report": {"normalized_score": {"mean": score},
+                           "success_rate": {"mean": success}}}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for seed in SEEDS:
+            run = out / "pointmaze-umaze" / f"dql-h4-smdp-s{seed}"
+            run.mkdir(parents=True)
+            (run / "summary.json").write_text("{}")
+            for k, (_, key, _) in enumerate(EXECUTION):
+                # Way k scores 10 k + 10 seed + 5, success 0.1 k + 0.1 seed.
+                saved = run / f"exec-{key}-e{EXECUTION_EPISODES}.json"
+                saved.write_text(json.dumps(report(10.0 * k + 10.0 * seed + 5.0, 0.1 * k + 0.1 * seed)))
+        # A run folder that never finished (no summary.json) is left out.
+        (out / "pointmaze-umaze" / "dql-h8-smdp-s0").mkdir()
+        text = execution(["dql-h4-smdp", "dql-h8-smdp"], ["pendulum", "pointmaze-umaze"], out).split("\n")
+    rows = [line for line in text if line.startswith("| dql")]
+    assert len(rows) == len(EXECUTION), text
+    # Way 0: seeds score 5, 15, 25: mean 15, sd 10, half-width 24.84;
+    # success 0.0, 0.1, 0.2: mean 0.10.
+    assert rows[0] == f"| dql-h4-smdp | {EXECUTION[0][0]} | 15.0 ± 24.8 | 5.0, 15.0, 25.0 | 0.10 |", rows
+    # Way 3: 35, 45, 55; success 0.3, 0.4, 0.5.
+    assert rows[3] == f"| dql-h4-smdp | {EXECUTION[3][0]} | 45.0 ± 24.8 | 35.0, 45.0, 55.0 | 0.40 |", rows
+    # Only tasks with runs get a section.
+    assert [line for line in text if line.startswith("### ")] == [
+        f"### pointmaze-umaze: {EXECUTION_EPISODES} episodes per run"
+    ], text
 
 
 def table(names, envs, out):
