@@ -217,10 +217,21 @@ pub fn evaluate_with(
     roll(actor, make_env, cfg, false).map(|(report, _)| report)
 }
 
+/// [`evaluate`], also keeping every episode's observations and actions
+/// (for [`plot_rollouts`]).
+pub fn evaluate_recorded(
+    actor: &dyn ChunkActor,
+    env_name: &str,
+    cfg: EvalConfig,
+) -> Result<(EvalReport, Recording), EvalError> {
+    make(env_name)?;
+    evaluate_recorded_with(actor, &|| make(env_name).expect("checked above"), cfg)
+}
+
 /// [`evaluate_with`], also keeping every episode's observations and
 /// actions (for [`plot_rollouts`]). The report is the one `evaluate_with`
 /// returns: recording changes nothing in the episodes.
-pub fn evaluate_recorded(
+pub fn evaluate_recorded_with(
     actor: &dyn ChunkActor,
     make_env: &dyn Fn() -> Box<dyn Env>,
     cfg: EvalConfig,

@@ -299,7 +299,7 @@ fn a_recording_keeps_every_step_and_changes_nothing() {
     };
     let counter = || -> Box<dyn Env> { Box::new(Counter::new(100, true)) };
     let plain = evaluate_with(&script(), &counter, cfg).unwrap();
-    let (report, recording) = evaluate_recorded(&script(), &counter, cfg).unwrap();
+    let (report, recording) = evaluate_recorded_with(&script(), &counter, cfg).unwrap();
     assert_eq!(report, plain);
     assert_eq!(recording.env, "counter");
     assert_eq!(recording.scene, Scene::Signals);
@@ -326,7 +326,7 @@ fn a_recording_keeps_every_step_and_changes_nothing() {
     // is a success (see the first test).
     let cfg = EvalConfig { episodes: 1, ..cfg };
     let five = || -> Box<dyn Env> { Box::new(Counter::new(5, false)) };
-    let (report, recording) = evaluate_recorded(&script(), &five, cfg).unwrap();
+    let (report, recording) = evaluate_recorded_with(&script(), &five, cfg).unwrap();
     assert!(report.episodes[0].success);
     let rollout = &recording.rollouts[0];
     assert_eq!(rollout.actions, [0.0, 1.0, 20.0, 21.0, 40.0]);
@@ -355,7 +355,7 @@ fn temporal_ensembling_asks_every_step_and_averages_the_proposals() {
         ensemble: Some(0.0),
     };
     let counter = || -> Box<dyn Env> { Box::new(Counter::new(5, false)) };
-    let (report, recording) = evaluate_recorded(&actor, &counter, cfg).unwrap();
+    let (report, recording) = evaluate_recorded_with(&actor, &counter, cfg).unwrap();
     // Asked at every step: histories [t - 1, t] (padded at t = 0).
     assert_eq!(
         *actor.histories.borrow(),

@@ -36,8 +36,7 @@ pub use stop::StopHandle;
 
 use crate::agent::{Algorithm, AnyAgent, Metrics, auto_workers};
 use crate::chunk::{ChunkIndex, gib};
-use crate::env::make;
-use crate::eval::{EvalConfig, EvalReport, Recording, evaluate_recorded, plot_rollouts};
+use crate::eval::{EvalConfig, EvalReport, Recording, evaluate, evaluate_recorded, plot_rollouts};
 use crate::fsutil::{FolderLock, lock_folder};
 use crate::noise::{NoiseSource, NoiseState};
 
@@ -430,7 +429,8 @@ impl Run {
                 && ((cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every))
                     || step == cfg.steps);
             if evaluate_now {
-                let (report, recording) = self.evaluate()?;
+                // Only the last evaluation is drawn: only it keeps its steps.
+                let (report, recording) = self.evaluate(step == cfg.steps)?;
                 say(&format!("step {step}: {report}"));
                 eval_log.append(&EvalRow::of(step, &report))?;
                 final_eval = Some((report, recording));
@@ -481,7 +481,7 @@ impl Run {
         }
         let final_eval = match final_eval {
             None if cfg.evaluates() => {
-                let (report, recording) = self.evaluate()?;
+                let (report, recording) = self.evaluate(true)?;
                 if missing(EVAL_FILE)? {
                     eval_log.append(&EvalRow::of(step, &report))?;
                 }
@@ -494,6 +494,7 @@ impl Run {
         plot_curves(&self.dir).map_err(TrainError::Plot)?;
         let final_eval = match final_eval {
             Some((report, recording)) => {
+                let recording = recording.expect("the final evaluation is recorded");
                 plot_rollouts(&recording, &self.dir.join(ROLLOUTS_FILE))
                     .map_err(TrainError::Plot)?;
                 Some(report)
@@ -525,7 +526,8 @@ impl Run {
 
     /// Evaluation with the same episode seeds every time (common random
     /// numbers across a run's evaluations and across resumes).
-    fn evaluate(&self) -> Result<(EvalReport, Recording), TrainError> {
+    /// `record`: also keep every episode's steps (to draw them).
+    fn evaluate(&self, record: bool) -> Result<(EvalReport, Option<Recording>), TrainError> {
         let execute = (self.cfg.execute > 0).then_some(self.cfg.execute);
         let eval = EvalConfig {
             episodes: self.cfg.eval_episodes,
@@ -534,9 +536,13 @@ impl Run {
             ensemble: self.cfg.ensemble,
         };
         let env = &self.cfg.env;
-        make(env).map_err(crate::eval::EvalError::from)?;
-        let make_env = || make(env).expect("checked above");
-        Ok(evaluate_recorded(&self.agent, &make_env, eval)?)
+        Ok(match record {
+            true => {
+                let (report, recording) = evaluate_recorded(&self.agent, env, eval)?;
+                (report, Some(recording))
+            }
+            false => (evaluate(&self.agent, env, eval)?, None),
+        })
     }
 }
 

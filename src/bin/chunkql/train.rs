@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use chunkql::agent::{AgentError, Algorithm, AnyAgent, read_checkpoint_info};
-use chunkql::env::make;
 use chunkql::eval::{EvalConfig, evaluate, evaluate_recorded, measure_reference, plot_rollouts};
 use chunkql::train::{
     self, CHECKPOINT_FILE, CONFIG_FILE, CURVES_FILE, LoopState, NO_ENV, ROLLOUTS_FILE, StopHandle,
@@ -402,9 +401,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let report = match &args.plot {
         None => evaluate(&agent, &env, cfg)?,
         Some(path) => {
-            make(&env)?;
-            let (report, recording) =
-                evaluate_recorded(&agent, &|| make(&env).expect("checked above"), cfg)?;
+            let (report, recording) = evaluate_recorded(&agent, &env, cfg)?;
             plot_rollouts(&recording, path).map_err(|e| anyhow::anyhow!(e))?;
             report
         }
