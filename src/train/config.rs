@@ -167,6 +167,9 @@ impl TrainConfig {
     pub fn with_overrides(&self, assignments: &[String]) -> Result<Self, ConfigError> {
         let mut table =
             toml::Table::try_from(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        // Every key the config has, unset options too (as JSON nulls: TOML
+        // has no null, so its table lacks them).
+        let layout = serde_json::to_value(self).expect("a config always serialises");
         for assignment in assignments {
             let set_error = |message: String| ConfigError::Set {
                 assignment: assignment.clone(),
@@ -178,33 +181,30 @@ impl TrainConfig {
             let value = parse_value(raw.trim());
             let path: Vec<&str> = key.trim().split('.').collect();
             let (last, parents) = path.split_last().expect("split yields at least one part");
-            let unknown = |node: &toml::Table| {
-                let optional: &[&str] = match parents.is_empty() {
-                    true => &OPTIONAL_KEYS,
-                    false => &[],
-                };
+            let unknown = |known: &serde_json::Map<String, serde_json::Value>| {
                 set_error(format!(
                     "unknown key `{key}` (keys here: {})",
-                    keys_of(node, optional)
+                    keys_of(known)
                 ))
             };
+            let mut known = layout.as_object().expect("the config is a struct");
             let mut node = &mut table;
             for part in parents {
-                if !node.get(*part).is_some_and(toml::Value::is_table) {
-                    return Err(unknown(node));
-                }
+                let Some(section) = known.get(*part).and_then(|v| v.as_object()) else {
+                    return Err(unknown(known));
+                };
+                known = section;
                 node = node
                     .get_mut(*part)
                     .and_then(|v| v.as_table_mut())
-                    .expect("checked above");
+                    .expect("a section of the config is a table of its TOML");
             }
-            match node.get(*last) {
-                None if parents.is_empty() && OPTIONAL_KEYS.contains(last) => {}
-                None => return Err(unknown(node)),
-                Some(toml::Value::Table(section)) if !value.is_table() => {
+            match known.get(*last) {
+                None => return Err(unknown(known)),
+                Some(serde_json::Value::Object(section)) if !value.is_table() => {
                     return Err(set_error(format!(
                         "`{key}` is a section: set one of its keys, {key}.KEY=VALUE (keys: {})",
-                        keys_of(section, &[])
+                        keys_of(section)
                     )));
                 }
                 Some(_) => {}
@@ -538,17 +538,12 @@ fn plain_types(message: &str) -> String {
 }
 
 /// A table's keys, comma-separated, for an error message.
-/// The keys of `table` and the `optional` ones it may lack, sorted.
-fn keys_of(table: &toml::Table, optional: &[&str]) -> String {
-    let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
-    keys.extend(optional.iter().filter(|k| !table.contains_key(**k)));
+/// The keys of a config section, sorted.
+fn keys_of(section: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut keys: Vec<&str> = section.keys().map(String::as_str).collect();
     keys.sort_unstable();
     keys.join(", ")
 }
-
-/// Top-level keys whose value may be unset, and then are absent from the
-/// TOML (which has no null): `--set` may still name them.
-const OPTIONAL_KEYS: [&str; 1] = ["ensemble"];
 
 /// A `--set` value: TOML if it parses as one, else a plain string.
 fn parse_value(raw: &str) -> toml::Value {
