@@ -412,13 +412,15 @@ impl ChunkSummary {
         )
     }
 
-    /// A note when every chunk is cut short by its episode's end: H is
-    /// longer than any episode, so no chunk has H actions.
+    /// A note when every chunk is cut short by its episode's end, so that
+    /// no chunk has H real actions. Then no episode is longer than H (an
+    /// episode of exactly H rows ending on a dropped start keeps none of
+    /// its starts, so "shorter than H" would be wrong).
     pub fn all_cut_short_note(&self) -> Option<String> {
         (self.starts > 0 && self.short_starts == self.starts).then(|| {
             format!(
-                "note: every chunk is cut short by its episode's end: H = {} is longer than \
-                 every episode",
+                "note: every chunk is cut short by its episode's end: no episode is longer \
+                 than H = {}, so no chunk has H real actions",
                 self.spec.horizon
             )
         })

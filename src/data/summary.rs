@@ -14,14 +14,17 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Stats of `values`; all zero for an empty list.
+    /// Stats of `values`; all zero for an empty list. The variance is
+    /// Welford's running one, so that values far from zero with a small
+    /// spread keep their digits (`E[x^2] - E[x]^2` would cancel them).
     pub fn of(values: impl IntoIterator<Item = f64>) -> Stats {
-        let (mut n, mut sum, mut sum_sq) = (0usize, 0.0f64, 0.0f64);
+        let (mut n, mut mean, mut m2) = (0usize, 0.0f64, 0.0f64);
         let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
         for v in values {
             n += 1;
-            sum += v;
-            sum_sq += v * v;
+            let delta = v - mean;
+            mean += delta / n as f64;
+            m2 += delta * (v - mean);
             min = min.min(v);
             max = max.max(v);
         }
@@ -33,13 +36,11 @@ impl Stats {
                 std: 0.0,
             };
         }
-        let mean = sum / n as f64;
-        let var = (sum_sq / n as f64 - mean * mean).max(0.0);
         Stats {
             min,
             mean,
             max,
-            std: var.sqrt(),
+            std: (m2 / n as f64).max(0.0).sqrt(),
         }
     }
 }
@@ -173,6 +174,15 @@ mod tests {
         assert_eq!((st.min, st.mean, st.max), (1.0, 3.0, 6.0));
         // population variance: (4 + 1 + 0 + 9) / 4 = 3.5
         assert!((st.std - 3.5f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn stats_keep_a_small_spread_far_from_zero() {
+        // 1e8 + {-1, 0, +1}: std sqrt(2/3). E[x^2] - E[x]^2 in f64 is
+        // 1e16 + 2/3 - 1e16, where doubles near 1e16 are 2 apart: 0.
+        let st = Stats::of([1e8 - 1.0, 1e8, 1e8 + 1.0]);
+        assert_eq!(st.mean, 1e8);
+        assert!((st.std - (2.0f64 / 3.0).sqrt()).abs() < 1e-9, "{}", st.std);
     }
 
     #[test]

@@ -360,11 +360,24 @@ fn a_horizon_longer_than_every_episode_is_noted() {
         .summary();
     assert_eq!((summary.starts, summary.short_starts), (2, 2));
     let note = summary.all_cut_short_note().unwrap();
-    assert!(
-        note.contains("H = 4 is longer than every episode"),
-        "{note}"
-    );
+    assert!(note.contains("no episode is longer than H = 4"), "{note}");
     assert!(summary.to_string().ends_with(&note));
+    // An episode of exactly H = 3 rows ending on a timeout without
+    // next_observations keeps none of its starts; the terminated one of 2
+    // rows keeps both, cut short: the note holds (no episode is longer
+    // than H), although one is not shorter.
+    let data = toy(
+        &[1.0; 5],
+        &[false, false, false, false, true],
+        &[false, false, true, false, false],
+        false,
+    );
+    let summary = ChunkIndex::new(data, ChunkSpec::new(3, 0.9, 1).unwrap())
+        .unwrap()
+        .summary();
+    assert_eq!((summary.starts, summary.short_starts), (2, 2));
+    assert_eq!(summary.dropped_timeout, 3);
+    assert!(summary.all_cut_short_note().is_some());
     // H = 3 over the three-episode toy: some chunks are whole.
     let index = ChunkIndex::new(three_episodes(true), ChunkSpec::new(3, 0.5, 2).unwrap()).unwrap();
     assert_eq!(index.summary().all_cut_short_note(), None);
