@@ -25,6 +25,13 @@ where
         name.to_string_lossy(),
         std::process::id()
     ));
+    // What a killed writer of this same file left (a 300 MB dataset, say):
+    // nobody else can ever finish it.
+    remove_stale(&dir, |n| {
+        n.strip_prefix('.')
+            .and_then(|n| n.strip_prefix(&*name.to_string_lossy()))
+            .is_some_and(|n| n.starts_with(".tmp-"))
+    })?;
     let result = (|| {
         let mut out = BufWriter::new(File::create(&tmp)?);
         write(&mut out)?;
@@ -49,6 +56,12 @@ where
 /// gone (a process killed while writing; on Linux, where a process is
 /// known by `/proc/PID`). Returns how many were removed.
 pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<usize> {
+    remove_stale(dir, |n| n.starts_with('.'))
+}
+
+/// Removes the files of `dir` named `<name>.tmp-<PID>`, `name` passing
+/// `wanted`, whose process is gone; how many.
+fn remove_stale(dir: &Path, wanted: impl Fn(&str) -> bool) -> std::io::Result<usize> {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
         return Ok(0);
@@ -59,7 +72,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<usize> {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .filter(|n| n.starts_with('.'))
+            .filter(|n| wanted(n))
             .and_then(|n| n.rsplit_once(".tmp-"))
             .and_then(|(_, pid)| pid.parse::<u32>().ok())
         else {
@@ -155,6 +168,23 @@ mod tests {
         assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
         assert!(!dead.exists());
         assert!(mine.exists() && alive.exists() && other.exists());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_write_removes_what_killed_writers_of_that_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.npz");
+        let dead = dir.path().join(".data.npz.tmp-999999999");
+        let other_file = dir.path().join(".data.npz.bak.tmp-999999999");
+        let alive = dir.path().join(".data.npz.tmp-1"); // init
+        for f in [&dead, &other_file, &alive] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        atomic_write(&path, |w| w.write_all(b"new")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert!(!dead.exists());
+        assert!(other_file.exists() && alive.exists());
     }
 
     #[cfg(target_os = "linux")]

@@ -207,6 +207,25 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
             "{stderr}"
         );
     }
+    // The run is complete: a new final-evaluation setting would contradict
+    // its files, so it is refused with the command that evaluates so.
+    assert!(saved.contains("\nexecute = 0\n"), "{saved}");
+    std::fs::write(
+        run.join("config.toml"),
+        saved.replace("\nexecute = 0\n", "\nexecute = 2\n"),
+    )
+    .unwrap();
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "summary.json records its final evaluation; ",
+        ))
+        .stderr(predicate::str::contains(
+            "changes its settings in execute (0, 2) (saved, now): `chunkql eval ",
+        ));
     let resume_with = |steps: u64, dataset: &Path| {
         let data = dir.path().join("pendulum.npz");
         let edited = saved

@@ -90,6 +90,14 @@ fn a_run_writes_its_files_and_evaluates() {
         .stdout(predicate::str::contains(
             "pendulum: 2 episodes (temporal ensembling, m = 0.01), return",
         ));
+    // --execute 0 (H, the default) does not contradict it.
+    chunkql()
+        .arg("eval")
+        .arg(&run)
+        .args(["--ensemble", "0", "--execute", "0", "--episodes", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(temporal ensembling, m = 0)"));
     chunkql()
         .arg("eval")
         .arg(&run)
@@ -97,13 +105,19 @@ fn a_run_writes_its_files_and_evaluates() {
         .assert()
         .failure()
         .stderr(predicate::str::contains(
-            "--ensemble 0.01 asks for a chunk at every step: --execute must be 1 or left out, got 2",
+            "--ensemble 0.01 asks for a chunk at every step: --execute must be 1, 0 or left out, \
+             got 2",
         ));
+    std::fs::create_dir(dir.path().join("folder.png")).unwrap();
     for (path, message) in [
         ("episodes.jpg", "the picture is a PNG file, name it *.png"),
         (
             "no-such-folder/episodes.png",
             "no-such-folder does not exist",
+        ),
+        (
+            "folder.png",
+            "folder.png: that is a folder; name the picture file",
         ),
     ] {
         chunkql()

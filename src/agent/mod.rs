@@ -188,7 +188,7 @@ impl<P: ChunkPolicy> ChunkAgent<P> {
     /// the calling thread). The step is the same; only the noise draws and
     /// float summation order depend on `count`. Not saved in checkpoints.
     pub fn set_workers(&mut self, count: usize, intra_op_threads: usize) -> Result<(), AgentError> {
-        if count != self.workers.count() {
+        if !self.workers.are(count, intra_op_threads) {
             self.workers = Workers::new(count, intra_op_threads)?;
         }
         Ok(())

@@ -35,6 +35,8 @@ pub fn auto_workers(device: Device, threads: usize, batch: usize) -> usize {
 #[derive(Clone)]
 pub struct Workers {
     count: usize,
+    /// libtorch threads per worker (0 when inline: the caller's own).
+    intra_op_threads: usize,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -51,6 +53,7 @@ impl Workers {
     pub fn inline() -> Self {
         Workers {
             count: 1,
+            intra_op_threads: 0,
             pool: None,
         }
     }
@@ -59,7 +62,11 @@ impl Workers {
     /// thread.
     #[cfg(test)]
     pub(crate) fn serial(count: usize) -> Self {
-        Workers { count, pool: None }
+        Workers {
+            count,
+            intra_op_threads: 0,
+            pool: None,
+        }
     }
 
     /// `count` threads, each with `intra_op_threads` libtorch threads.
@@ -76,6 +83,7 @@ impl Workers {
             .map_err(|e| AgentError::Config(format!("cannot start {count} update threads: {e}")))?;
         Ok(Workers {
             count,
+            intra_op_threads: intra as usize,
             pool: Some(Arc::new(pool)),
         })
     }
@@ -83,6 +91,14 @@ impl Workers {
     /// Slices per update.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// Whether `Workers::new(count, intra_op_threads)` would make these.
+    pub fn are(&self, count: usize, intra_op_threads: usize) -> bool {
+        match count <= 1 {
+            true => self.count == 1 && self.pool.is_none(),
+            false => self.count == count && self.intra_op_threads == intra_op_threads.max(1),
+        }
     }
 
     /// Runs `f` on one of the worker threads (on the calling thread when
@@ -178,5 +194,10 @@ mod tests {
         let workers = Workers::new(2, 1).unwrap();
         let seen = workers.run(vec![(), ()], |_| tch::get_num_threads());
         assert_eq!(seen, vec![1, 1]);
+        // What set_workers asks before it starts new threads.
+        assert!(workers.are(2, 1) && workers.are(2, 0));
+        assert!(!workers.are(2, 2) && !workers.are(3, 1) && !workers.are(1, 1));
+        assert!(Workers::inline().are(1, 4) && Workers::inline().are(0, 1));
+        assert!(!Workers::inline().are(2, 1));
     }
 }

@@ -54,10 +54,16 @@ impl TemporalEnsemble {
         let sum = &mut self.sum;
         sum.fill(0.0);
         let mut total = 0f64;
+        // The largest exponent, taken out of every weight (it cancels in
+        // the mean): the largest weight is 1, so no m overflows to inf/inf.
+        let shift = match self.m >= 0.0 {
+            true => 0.0,
+            false => -self.m * (n - 1) as f64,
+        };
         for (i, proposed) in self.chunks.iter().enumerate() {
             // Chunk i was proposed n - 1 - i steps ago: its entry for now.
             let at = n - 1 - i;
-            let w = (-self.m * i as f64).exp();
+            let w = (-self.m * i as f64 - shift).exp();
             total += w;
             for (s, &x) in sum.iter_mut().zip(&proposed[at * a..(at + 1) * a]) {
                 *s += w * x as f64;
@@ -108,6 +114,15 @@ mod tests {
         // m < 0 favours the newest: at t = 1 with m = -ln 2, weights 1 and
         // 2: (1 + 2 * 10) / 3 = 7.
         assert!((actions(-(2f64.ln()), 2)[1] - 7.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_steep_m_executes_the_newest_or_the_oldest_proposal() {
+        // exp(1000) overflows f64; the weights relative to the largest do
+        // not: all weight on the newest chunk (m = -1000), whose entry 0 is
+        // 10t, or on the oldest (m = 1000): 0, 1, then 10t - 18.
+        assert_eq!(actions(-1000.0, 4), vec![0.0, 10.0, 20.0, 30.0]);
+        assert_eq!(actions(1000.0, 4), vec![0.0, 1.0, 2.0, 12.0]);
     }
 
     #[test]

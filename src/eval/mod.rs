@@ -179,6 +179,12 @@ pub enum EvalError {
     EnsembleExecute { execute: usize },
     #[error("the temporal ensemble's m must be a finite number, got {m}")]
     EnsembleWeight { m: f64 },
+    /// The policy proposed a NaN or infinite action (a diverged network).
+    #[error(
+        "the policy proposed a chunk with a NaN or infinite action for episode {episode} at its \
+         step {step}: its network has diverged"
+    )]
+    NonFiniteChunk { episode: usize, step: usize },
 }
 
 /// Checks that `actor` fits `env` (observation and action widths).
@@ -329,6 +335,18 @@ fn roll(
             "the actor's chunks: [B, H, A]"
         );
         let chunks: Vec<f32> = Vec::try_from(chunks.flatten(0, -1)).expect("chunks are f32");
+        // A NaN action would run on silently (a maze's point turns NaN and
+        // the episode scores like a poor policy): refused, where it arose.
+        if let Some(row) = chunks
+            .chunks_exact(h * a)
+            .position(|c| c.iter().any(|x| !x.is_finite()))
+        {
+            let episode = active[row];
+            return Err(EvalError::NonFiniteChunk {
+                episode,
+                step: running[episode].length,
+            });
+        }
         for (row, &k) in active.iter().enumerate() {
             for step in 0..execute {
                 let mut action = &chunks[(row * h + step) * a..(row * h + step + 1) * a];

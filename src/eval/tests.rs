@@ -289,6 +289,42 @@ fn an_actor_of_the_wrong_shape_is_caught() {
     let _ = evaluate_with(&Short, &|| Box::new(Counter::new(5, false)), cfg);
 }
 
+/// A NaN action is an error naming the episode and step, not a step of the
+/// environment.
+#[test]
+fn a_policy_proposing_nan_is_refused() {
+    struct Nan;
+    impl ChunkActor for Nan {
+        fn dims(&self) -> ChunkDims {
+            script().dims()
+        }
+        fn act(&self, obs_history: &Tensor, _noise: &mut NoiseSource) -> Tensor {
+            // Episode 1 (row 1 of the first call) gets a NaN in its last step.
+            let b = obs_history.size()[0];
+            let mut out = vec![0f32; b as usize * 3];
+            if b == 2 {
+                out[5] = f32::NAN;
+            }
+            Tensor::from_slice(&out).view([b, 3, 1])
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+    }
+    let cfg = EvalConfig {
+        episodes: 2,
+        execute: None,
+        seed: 0,
+        ensemble: None,
+    };
+    let err = evaluate_with(&Nan, &|| Box::new(Counter::new(5, false)), cfg).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the policy proposed a chunk with a NaN or infinite action for episode 1 at its step 0: \
+         its network has diverged"
+    );
+}
+
 #[test]
 fn a_recording_keeps_every_step_and_changes_nothing() {
     let cfg = EvalConfig {

@@ -137,6 +137,18 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// `path` as the text `config.toml` records (TOML holds UTF-8 only): a
+/// path that is not UTF-8 is refused rather than recorded mangled.
+pub fn text_path(path: PathBuf) -> Result<String, ConfigError> {
+    path.into_os_string().into_string().map_err(|raw| {
+        ConfigError::Invalid(format!(
+            "dataset {}: the path is not valid UTF-8, and config.toml records it as text; use \
+             a path (and a working folder) whose names are UTF-8",
+            Path::new(&raw).display()
+        ))
+    })
+}
+
 impl TrainConfig {
     /// Reads a TOML config (missing fields take their defaults). A relative
     /// `dataset` is taken relative to the file's folder, as paths in Cargo
@@ -153,7 +165,7 @@ impl TrainConfig {
             Self::from_toml(&text).map_err(|message| ConfigError::File { file, message })?;
         let relative = !cfg.dataset.is_empty() && Path::new(&cfg.dataset).is_relative();
         if let Some(folder) = path.parent().filter(|_| relative) {
-            cfg.dataset = folder.join(&cfg.dataset).display().to_string();
+            cfg.dataset = text_path(folder.join(&cfg.dataset))?;
         }
         Ok(cfg)
     }
@@ -165,12 +177,15 @@ impl TrainConfig {
     /// Applies `key=value` overrides (dotted keys such as `agent.eta=2.5`;
     /// values in TOML syntax, bare words taken as strings).
     pub fn with_overrides(&self, assignments: &[String]) -> Result<Self, ConfigError> {
-        let mut table =
-            toml::Table::try_from(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        // Every key the config has, unset options too (as JSON nulls: TOML
-        // has no null, so its table lacks them).
-        let layout = serde_json::to_value(self).expect("a config always serialises");
+        self.check_toml_integers()?;
+        let mut cfg = self.clone();
         for assignment in assignments {
+            // Each assignment edits the config the ones before it made (so
+            // `agent={}` then `agent.eta=2` sets eta in a default agent).
+            let mut table = toml::Table::try_from(&cfg).expect("integers checked above");
+            // Every key the config has, unset options too (as JSON nulls:
+            // TOML has no null, so its table lacks them).
+            let layout = serde_json::to_value(&cfg).expect("a config always serialises");
             let set_error = |message: String| ConfigError::Set {
                 assignment: assignment.clone(),
                 message,
@@ -211,18 +226,49 @@ impl TrainConfig {
             }
             let bare_word = value.is_str() && !raw.trim().starts_with(['"', '\'']);
             node.insert(last.to_string(), value);
-            let check: Result<TrainConfig, _> = toml::Value::Table(table.clone()).try_into();
-            check.map_err(|e| {
-                let mut message = plain_types(e.message());
-                if bare_word {
-                    message.push_str(&not_a_value_hint(raw.trim()));
-                }
-                set_error(message)
-            })?;
+            cfg = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let mut message = plain_types(e.message());
+                    if bare_word {
+                        message.push_str(&not_a_value_hint(raw.trim()));
+                    }
+                    set_error(message)
+                })?;
         }
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))
+        Ok(cfg)
+    }
+
+    /// Refuses an integer beyond TOML's (a signed 64-bit one), naming its
+    /// key: `config.toml` could not hold it. Only command-line flags can set
+    /// one (`--steps 18446744073709551615`); TOML and `--set` values are
+    /// TOML integers already.
+    fn check_toml_integers(&self) -> Result<(), ConfigError> {
+        fn walk(path: &str, value: &serde_json::Value) -> Option<String> {
+            match value {
+                serde_json::Value::Object(map) => map.iter().find_map(|(key, v)| {
+                    let sub = match path {
+                        "" => key.clone(),
+                        _ => format!("{path}.{key}"),
+                    };
+                    walk(&sub, v)
+                }),
+                serde_json::Value::Array(items) => items.iter().find_map(|v| walk(path, v)),
+                serde_json::Value::Number(n) if n.as_u64().is_some_and(|v| v > i64::MAX as u64) => {
+                    Some(format!(
+                        "{path} = {n} is too large (at most {}, the largest integer config.toml \
+                         holds)",
+                        i64::MAX
+                    ))
+                }
+                _ => None,
+            }
+        }
+        let json = serde_json::to_value(self).expect("a config always serialises");
+        match walk("", &json) {
+            Some(message) => Err(ConfigError::Invalid(message)),
+            None => Ok(()),
+        }
     }
 
     /// The config as TOML (what is saved next to every run).
@@ -340,7 +386,8 @@ impl TrainConfig {
         if self.dataset.is_empty() && self.dataset_episodes == 0 {
             return invalid("dataset_episodes must be at least 1 to generate data".into());
         }
-        Ok(())
+        // Last: the checks above name a key's own limit where it has one.
+        self.check_toml_integers()
     }
 
     /// Why some updates would not train: with `agent.lr_min = 0` the learning
@@ -378,7 +425,7 @@ impl TrainConfig {
                     self.dataset
                 ))
             })?;
-            self.dataset = path.display().to_string();
+            self.dataset = text_path(path)?;
         }
         Ok(self)
     }
@@ -407,6 +454,33 @@ impl TrainConfig {
                 "note: {} set, but a run with env = {NO_ENV} does not evaluate (evaluate it later \
                  with `chunkql eval DIR --env NAME --episodes N --execute K`)",
                 set.join(", ")
+            )
+        })
+    }
+
+    /// A note naming `level` and `dataset_episodes` when they are set away
+    /// from their defaults but the run reads a given `dataset` that is not
+    /// the file they would generate; `None` otherwise.
+    pub fn unused_data_settings(&self) -> Option<String> {
+        if self.dataset.is_empty() || self.regenerate_hint().is_some() {
+            return None;
+        }
+        let defaults = TrainConfig::default();
+        let set: Vec<&str> = [
+            ("level", self.level != defaults.level),
+            (
+                "dataset_episodes",
+                self.dataset_episodes != defaults.dataset_episodes,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect();
+        (!set.is_empty()).then(|| {
+            format!(
+                "note: {} set, but they describe generated data and this run reads {}",
+                set.join(", "),
+                self.dataset
             )
         })
     }

@@ -189,10 +189,13 @@ fn start(
             cfg.algorithm
         ));
     }
+    if let Some(note) = cfg.unused_data_settings() {
+        say(&note);
+    }
     let data = Arc::new(load_dataset(&cfg, &say)?);
     if cfg.dataset.is_empty() {
         // So is the generated default, where it was written.
-        cfg.dataset = cfg.dataset_path().display().to_string();
+        cfg.dataset = config::text_path(cfg.dataset_path())?;
         cfg = cfg.with_absolute_dataset()?;
     }
     if let Some(note) = cfg.unused_eval_settings() {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tch::Device;
 
 use super::{
-    CHECKPOINT_FILE, CONFIG_FILE, ConfigError, EVAL_FILE, LoopState, METRICS_FILE, Run, StopHandle,
-    TrainConfig, TrainError, TrainSummary, load_dataset, log, parse_device, resume_check,
-    set_threads, set_workers, start,
+    CHECKPOINT_FILE, CONFIG_FILE, ConfigError, EVAL_FILE, LoopState, METRICS_FILE, Run,
+    SUMMARY_FILE, StopHandle, TrainConfig, TrainError, TrainSummary, load_dataset, log,
+    parse_device, resume_check, set_threads, set_workers, start,
 };
 use crate::agent::{AnyAgent, read_checkpoint_info};
 use crate::chunk::ChunkIndex;
@@ -105,6 +105,24 @@ pub enum ResumeError {
     /// The checkpoint's batch-sampler state cannot be restored.
     #[error("{}: bad sampler state", checkpoint.display())]
     BadSamplerState { checkpoint: PathBuf },
+    /// The final-evaluation settings of a complete run edited: its files
+    /// record the evaluation it made, which a resume does not redo.
+    #[error(
+        "{} is complete, and {} records its final evaluation; {} changes its settings in {} \
+         (saved, now): `chunkql eval {}` evaluates the run with the config's settings (its files \
+         keep the evaluation they record), or raise steps to train on",
+        config.parent().unwrap_or(Path::new(".")).display(),
+        summary.display(),
+        config.display(),
+        changes.join(", "),
+        config.parent().unwrap_or(Path::new(".")).display()
+    )]
+    CompleteRunEvalEdited {
+        config: PathBuf,
+        summary: PathBuf,
+        /// Each edit as `key (saved, now)`.
+        changes: Vec<String>,
+    },
     /// `steps` in `config` below the update `step` of the checkpoint.
     #[error(
         "{} says steps = {steps}, but its checkpoint is at update {step}: a run's steps can \
@@ -243,6 +261,21 @@ pub fn resume(dir: &Path, stop: &StopHandle) -> Result<TrainSummary, TrainError>
             step,
         }
         .into());
+    }
+    let summary = dir.join(SUMMARY_FILE);
+    if let Some(saved) = state.config.as_ref().filter(|_| step >= cfg.steps)
+        && cfg.evaluates()
+        && summary.exists()
+    {
+        let changes = resume_check::final_eval_changes(saved, &cfg);
+        if !changes.is_empty() {
+            return Err(ResumeError::CompleteRunEvalEdited {
+                config: dir.join(CONFIG_FILE),
+                summary,
+                changes,
+            }
+            .into());
+        }
     }
     log::truncate_after(&dir.join(METRICS_FILE), step)?;
     log::truncate_after(&dir.join(EVAL_FILE), step)?;

@@ -37,6 +37,19 @@ pub fn config_changes(saved: &TrainConfig, now: &TrainConfig) -> Vec<String> {
     changes
 }
 
+/// Settings of a run's final evaluation: a complete run's files record the
+/// evaluation made with them.
+const FINAL_EVAL: [&str; 3] = ["eval_episodes", "execute", "ensemble"];
+
+/// The [`FINAL_EVAL`] settings whose values differ between `saved` and
+/// `now`, each as `key (saved, now)`.
+pub fn final_eval_changes(saved: &TrainConfig, now: &TrainConfig) -> Vec<String> {
+    let mut changes = Vec::new();
+    diff("", &json(saved), &json(now), &mut changes);
+    changes.retain(|c| FINAL_EVAL.iter().any(|k| c.starts_with(&format!("{k} "))));
+    changes
+}
+
 /// What the agent restored from the checkpoint disagrees with in `cfg`
 /// (the algorithm, the `[agent]` section) or with the chunks the data and
 /// `cfg` give (`dims`: widths, H, To). The only check for checkpoints that
@@ -128,6 +141,14 @@ mod tests {
             "checkpoint_every=5",
         ]);
         assert_eq!(config_changes(&saved, &harmless), Vec::<String>::new());
+        assert_eq!(
+            final_eval_changes(&saved, &harmless),
+            vec![
+                "ensemble (null, 0.5)".to_string(),
+                "eval_episodes (10, 3)".to_string(),
+                "execute (0, 1)".to_string(),
+            ]
+        );
         let edited = with(&["horizon=8", "gamma=0.9", "agent.critic.hidden=[64]"]);
         assert_eq!(
             config_changes(&saved, &edited),

@@ -365,9 +365,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .or_else(|| state.as_ref().and_then(|s| s.config.as_ref()));
     let run_seed = run_cfg.map_or(0, |c| c.seed);
     let seed = args.seed.unwrap_or_else(|| train::eval_seed(run_seed));
-    if let (Some(m), Some(e)) = (args.ensemble, args.execute.filter(|&e| e != 1)) {
+    if let (Some(m), Some(e)) = (args.ensemble, args.execute.filter(|&e| e > 1)) {
         bail!(
-            "--ensemble {m} asks for a chunk at every step: --execute must be 1 or left out, got {e}"
+            "--ensemble {m} asks for a chunk at every step: --execute must be 1, 0 or left out, \
+             got {e}"
         );
     }
     // The run's own ensembling, unless this command says how to execute.
@@ -375,10 +376,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         Some(_) => args.ensemble,
         None => args.ensemble.or_else(|| run_cfg.and_then(|c| c.ensemble)),
     };
+    // Every setting from one place: the run's config (its folder's, else
+    // the checkpoint's), where the loop state's copy of `execute` is only
+    // the fallback of checkpoints saved before configs were.
     let execute = match ensemble {
         Some(_) => None,
         None => args
             .execute
+            .or_else(|| run_cfg.map(|c| c.execute))
             .or_else(|| state.as_ref().map(|s| s.execute))
             .filter(|&e| e > 0),
     };
@@ -458,6 +463,13 @@ fn check_picture_path(path: &std::path::Path) -> Result<()> {
             "--plot {}: the folder {} does not exist",
             path.display(),
             folder.display()
+        );
+    }
+    if path.is_dir() {
+        bail!(
+            "--plot {}: that is a folder; name the picture file, e.g. {}",
+            path.display(),
+            path.join("episodes.png").display()
         );
     }
     Ok(())

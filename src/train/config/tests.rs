@@ -405,3 +405,57 @@ fn evaluation_settings_of_a_run_without_an_environment_are_noted() {
         .unwrap();
     assert_eq!(evaluated.unused_eval_settings(), None);
 }
+
+#[test]
+fn data_settings_beside_a_given_dataset_are_noted() {
+    let given = |dataset: &str, sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        TrainConfig {
+            dataset: dataset.into(),
+            ..TrainConfig::default()
+        }
+        .with_overrides(&sets)
+        .unwrap()
+        .unused_data_settings()
+    };
+    assert_eq!(given("mine.npz", &[]), None);
+    assert_eq!(
+        given("mine.npz", &["level=expert", "dataset_episodes=7"]).as_deref(),
+        Some(
+            "note: level, dataset_episodes set, but they describe generated data and this run reads mine.npz"
+        )
+    );
+    // The file they generate (a finished run's config names it): no note.
+    assert_eq!(
+        given(
+            "/runs/data/pendulum-expert-7ep.npz",
+            &["level=expert", "dataset_episodes=7"]
+        ),
+        None
+    );
+    // Generated data: they are what it is made from.
+    let generated = TrainConfig::default()
+        .with_overrides(&["level=expert".into()])
+        .unwrap();
+    assert_eq!(generated.unused_data_settings(), None);
+}
+
+#[test]
+fn a_section_set_whole_can_then_be_set_in_part() {
+    let cfg = TrainConfig::default()
+        .with_overrides(&["agent={}".into(), "agent.critic.hidden=[64]".into()])
+        .unwrap();
+    assert_eq!(cfg.agent.critic.hidden, vec![64]);
+}
+
+#[test]
+fn integers_beyond_toml_are_refused_naming_their_key() {
+    let cfg = TrainConfig {
+        steps: u64::MAX,
+        ..TrainConfig::default()
+    };
+    let expected = "invalid config: steps = 18446744073709551615 is too large (at most \
+                    9223372036854775807, the largest integer config.toml holds)";
+    assert_eq!(cfg.with_overrides(&[]).unwrap_err().to_string(), expected);
+    assert_eq!(cfg.validate().unwrap_err().to_string(), expected);
+}
