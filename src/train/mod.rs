@@ -275,11 +275,13 @@ fn start(
             lock
         }
     };
+    // First, so that the clean-up is said (the config's own write would
+    // remove a leftover of its file silently).
+    remove_stale_temporaries(dir)?;
     crate::fsutil::atomic_write(&dir.join(CONFIG_FILE), |w| {
         std::io::Write::write_all(w, resolved.to_toml().as_bytes())
     })
     .map_err(|e| TrainError::io("write", &dir.join(CONFIG_FILE), e))?;
-    remove_stale_temporaries(dir)?;
     say(&format!(
         "training {} with H {} on {} ({} sampleable chunks) into {}{}",
         resolved.algorithm,
