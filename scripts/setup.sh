@@ -105,3 +105,10 @@ if [ "$want_hdf5" = 1 ] && ! dpkg -s libhdf5-dev >/dev/null 2>&1; then
   say "installing Debian's libhdf5-dev (for --features hdf5)"
   apt_install libhdf5-dev pkg-config
 fi
+
+# The test suite (the --hdf5 set-up is `make test`'s) compiles a stand-in
+# libtorch_cuda with g++ to check the CUDA load order without a GPU.
+if [ "$want_hdf5" = 1 ] && ! command -v g++ >/dev/null 2>&1; then
+  say "installing Debian's g++ (for a test of the CUDA load order)"
+  apt_install g++
+fi

@@ -13,21 +13,27 @@ pub use mkl::{MklDispatch, mkl_dispatch};
 
 /// The CUDA device `index`, loading libtorch_cuda first; a clear error when
 /// the CUDA build of torch or a GPU is missing.
+///
+/// The library is loaded before anything asks libtorch about CUDA, every
+/// time (a second load is a no-op): libtorch looks up its CUDA hooks once
+/// per process, at the first question, and a question asked before
+/// libtorch_cuda has registered them gets "no CUDA" for good (the comment on
+/// `at::detail::getCUDAHooks`). So also: ask for the device before any
+/// other libtorch call that touches CUDA (`tch::manual_seed`, a backward
+/// pass), as `train`, `resume` and `eval` do.
 pub fn cuda(index: usize) -> Result<Device, String> {
-    if !tch::Cuda::is_available() {
-        // SAFETY: loading a shared library runs its initialisers; this is
-        // libtorch's own CUDA component, built for the libtorch we link.
-        let loaded = unsafe { libloading::Library::new("libtorch_cuda.so") };
-        match loaded {
-            // Keep it loaded for the life of the process.
-            Ok(library) => std::mem::forget(library),
-            Err(e) => {
-                return Err(format!(
-                    "CUDA was asked for but libtorch_cuda cannot be loaded ({}); install the CUDA build with \
-                     `scripts/setup.sh --cuda` (see docs/scaling.md)",
-                    with_cause(&e)
-                ));
-            }
+    // SAFETY: loading a shared library runs its initialisers; this is
+    // libtorch's own CUDA component, built for the libtorch we link.
+    let loaded = unsafe { libloading::Library::new("libtorch_cuda.so") };
+    match loaded {
+        // Keep it loaded for the life of the process.
+        Ok(library) => std::mem::forget(library),
+        Err(e) => {
+            return Err(format!(
+                "CUDA was asked for but libtorch_cuda cannot be loaded ({}); install the CUDA build with \
+                 `scripts/setup.sh --cuda` (see docs/scaling.md)",
+                with_cause(&e)
+            ));
         }
     }
     if !tch::Cuda::is_available() {
@@ -70,8 +76,24 @@ mod tests {
         "; install the CUDA build with `scripts/setup.sh --cuda` (see docs/scaling.md)";
 
     /// Set in the child process: the folder of a broken `libtorch_cuda.so`,
-    /// or "as-is" to leave the loader alone.
+    /// "as-is" to leave the loader alone, or [`STAND_IN`].
     const CHILD_MODE: &str = "CHUNKQL_TEST_CUDA_CHILD";
+
+    /// Child mode: a stand-in `libtorch_cuda.so` that reports one device
+    /// comes first on the search path.
+    const STAND_IN: &str = "stand-in";
+
+    /// A `libtorch_cuda.so` that registers libtorch's CUDA hooks, as the
+    /// real one does when it loads, with one device and nothing else.
+    const STAND_IN_SOURCE: &str = r#"
+#include <ATen/detail/CUDAHooksInterface.h>
+struct StandInHooks : at::CUDAHooksInterface {
+  StandInHooks(at::CUDAHooksArgs) {}
+  c10::DeviceIndex deviceCount() const override { return 1; }
+  bool hasCUDA() const override { return true; }
+};
+namespace at { C10_REGISTER_CLASS(CUDAHooksRegistry, CUDAHooks, StandInHooks); }
+"#;
 
     /// Runs `child_asks_for_cuda` in a fresh process of this test binary
     /// (libtorch_cuda, once loaded, stays loaded: that must not reach the
@@ -133,7 +155,7 @@ mod tests {
             return;
         };
         let ask = |name: &str| crate::train::parse_device(name).map_err(|e| e.to_string());
-        if mode != "as-is" {
+        if mode != "as-is" && mode != STAND_IN {
             // A broken libtorch_cuda.so comes first on the search path: the
             // loader's words name it ("<dir>/libtorch_cuda.so: file too short").
             let expected = format!(
@@ -148,12 +170,25 @@ mod tests {
             assert!(!tch::Cuda::is_available());
             return;
         }
+        if mode == STAND_IN {
+            // A stand-in libtorch_cuda registering one CUDA device comes
+            // first: asked first thing, as a run asks, cuda:0 is found.
+            assert_eq!(ask("cuda"), Ok(Device::Cuda(0)));
+            assert_eq!(
+                ask("cuda:1"),
+                Err("cuda:1 was asked for but there is 1 CUDA device (cuda:0)".into())
+            );
+            assert_eq!(tch::Cuda::device_count(), 1);
+            return;
+        }
         // As installed: on the CPU-only set-up (torch without its CUDA
         // packages) the load fails with the loader's words; with the CUDA
         // packages but no GPU (or no driver) it loads and finds no device;
-        // on a GPU machine cuda:0 works and cuda:1 needs two GPUs.
-        let loaded = dlopen_libtorch_cuda();
+        // on a GPU machine cuda:0 works and cuda:1 needs two GPUs. Asked
+        // before this test loads anything itself (libtorch's first CUDA
+        // question decides for the whole process).
         let (first, second) = (ask("cuda"), ask("cuda:1"));
+        let loaded = dlopen_libtorch_cuda();
         match loaded {
             Err(loader) => {
                 eprintln!("libtorch_cuda.so does not load here: {loader}");
@@ -197,6 +232,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("libtorch_cuda.so"), b"").unwrap();
         run_child(&dir.path().as_os_str().to_owned(), Some(dir.path()));
+    }
+
+    /// The load order on a machine without a GPU: a stand-in
+    /// libtorch_cuda (compiled here with g++ against the linked libtorch's
+    /// headers) registers one device when loaded, and `cuda` finds it. Asked
+    /// before the load (as `cuda` did until 2026-12-04), libtorch would
+    /// answer "no CUDA" for the rest of the process, on a GPU too.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn libtorch_cuda_is_loaded_before_libtorch_is_asked_about_cuda() {
+        let root = option_env!("CHUNKQL_LIBTORCH")
+            .expect("build.rs sets CHUNKQL_LIBTORCH where LIBTORCH names libtorch");
+        let root = std::path::Path::new(root);
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("stand_in.cpp");
+        std::fs::write(&source, STAND_IN_SOURCE).unwrap();
+        let output = Command::new("g++")
+            .args(["-shared", "-fPIC", "-std=c++20", "-w", "-o"])
+            .arg(dir.path().join("libtorch_cuda.so"))
+            .arg(&source)
+            .arg(format!("-I{}", root.join("include").display()))
+            .arg(format!("-L{}", root.join("lib").display()))
+            .args(["-lc10", "-ltorch_cpu"])
+            .output()
+            .expect("g++ runs (scripts/setup.sh --hdf5 installs it)");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        run_child(&OsString::from(STAND_IN), Some(dir.path()));
     }
 
     #[test]
