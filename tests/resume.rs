@@ -12,6 +12,14 @@ use common::{binary, chunkql, lines, setup, train_into};
 use predicates::prelude::*;
 
 /// Waits until `ready` holds for the run `child`, which must still be running.
+/// `chunkql train --resume FOLDER`, run to its end.
+fn resume(folder: impl AsRef<Path>) -> assert_cmd::assert::Assert {
+    chunkql()
+        .args(["train", "--resume"])
+        .arg(folder.as_ref())
+        .assert()
+}
+
 fn wait_until(child: &mut Child, ready: impl Fn() -> bool) {
     let start = Instant::now();
     while !ready() {
@@ -100,10 +108,7 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
         b"torn",
     )
     .unwrap();
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&killed)
-        .assert()
+    resume(&killed)
         .success()
         .stdout(predicate::str::contains(format!(
             "600 steps, resumed at {at}, "
@@ -131,10 +136,7 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
 
     // Resuming a finished run trains nothing, says so, and keeps its summary.
     let summary = std::fs::read(whole.join("summary.json")).unwrap();
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&whole)
-        .assert()
+    resume(&whole)
         .success()
         .stdout(predicate::str::contains("600 steps, already complete"))
         .stderr(predicate::str::contains("is complete (600 of 600 steps)"));
@@ -193,14 +195,7 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
     ] {
         assert!(saved.contains(from), "{from} not in {saved}");
         std::fs::write(run.join("config.toml"), saved.replace(from, to)).unwrap();
-        let output = chunkql()
-            .args(["train", "--resume"])
-            .arg(&run)
-            .assert()
-            .failure()
-            .code(1)
-            .get_output()
-            .clone();
+        let output = resume(&run).failure().code(1).get_output().clone();
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(
             stderr.contains(named) && stderr.contains("only steps"),
@@ -215,10 +210,7 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
         saved.replace("\nexecute = 0\n", "\nexecute = 2\n"),
     )
     .unwrap();
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .assert()
+    resume(&run)
         .failure()
         .stderr(predicate::str::contains(
             "summary.json records its final evaluation; ",
@@ -232,7 +224,7 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
             .replace("\nsteps = 10\n", &format!("\nsteps = {steps}\n"))
             .replace(&data.display().to_string(), &dataset.display().to_string());
         std::fs::write(run.join("config.toml"), edited).unwrap();
-        chunkql().args(["train", "--resume"]).arg(&run).assert()
+        resume(&run)
     };
     let resume_with_steps = |steps: u64| resume_with(steps, &dir.path().join("pendulum.npz"));
     // Other data under the saved path's name is refused by its fingerprint;
@@ -279,24 +271,16 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
         .collect();
     assert!(no_log.contains(&"log_every = 0"), "{saved}");
     std::fs::write(run.join("config.toml"), no_log.join("\n")).unwrap();
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "config.toml: invalid config: log_every must be at least 1",
-        ));
+    resume(&run).failure().stderr(predicate::str::contains(
+        "config.toml: invalid config: log_every must be at least 1",
+    ));
     let moved = dir.path().join("moved").join("pendulum.npz");
     std::fs::create_dir(moved.parent().unwrap()).unwrap();
     std::fs::rename(dir.path().join("pendulum.npz"), &moved).unwrap();
     resume_with(20, &moved)
         .success()
         .stdout(predicate::str::contains("20 steps"));
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(run.join("checkpoint.safetensors"))
-        .assert()
+    resume(run.join("checkpoint.safetensors"))
         .failure()
         .stderr(predicate::str::contains(
             "checkpoint.safetensors is a file: --resume takes the run folder (",
@@ -308,7 +292,7 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
 /// as the message's tail.
 #[test]
 fn a_refused_edit_names_its_keys_in_the_error() {
-    use chunkql::train::{ResumeError, StopHandle, TrainConfig, TrainError, resume, train};
+    use chunkql::train::{ResumeError, StopHandle, TrainConfig, TrainError, train};
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), 10, 10);
     let cfg = TrainConfig::from_file(&config)
@@ -324,7 +308,7 @@ fn a_refused_edit_names_its_keys_in_the_error() {
         .replace("horizon = 4", "horizon = 8")
         .replace("\nsteps = 10\n", "\nsteps = 30\n");
     std::fs::write(run.join("config.toml"), edited).unwrap();
-    let err = resume(&run, &stop).unwrap_err();
+    let err = chunkql::train::resume(&run, &stop).unwrap_err();
     let message = err.to_string();
     match err {
         TrainError::Resume(ResumeError::ConfigEdited {
@@ -358,14 +342,9 @@ fn a_run_without_a_checkpoint_resumes_from_the_start() {
     let metrics = lines(&run.join("metrics.jsonl"));
     let evals = lines(&run.join("eval.jsonl"));
     std::fs::remove_file(run.join("checkpoint.safetensors")).unwrap();
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .assert()
-        .success()
-        .stderr(predicate::str::contains(
-            "has no checkpoint yet (the first is written at update 10): starting the run",
-        ));
+    resume(&run).success().stderr(predicate::str::contains(
+        "has no checkpoint yet (the first is written at update 10): starting the run",
+    ));
     assert_eq!(lines(&run.join("metrics.jsonl")), metrics);
     assert_eq!(lines(&run.join("eval.jsonl")), evals);
 }
@@ -400,10 +379,7 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes_exactly() {
         )),
         "{stderr}"
     );
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .assert()
+    resume(&run)
         .success()
         .stdout(predicate::str::contains("600 steps"));
     assert_same_logs(&run, &whole);
@@ -428,10 +404,7 @@ fn a_stopped_run_ended_at_its_checkpoint_logs_its_last_rows() {
     let edited = saved.replace("\nsteps = 600\n", &format!("\nsteps = {at}\n"));
     assert_ne!(edited, saved);
     std::fs::write(run.join("config.toml"), edited).unwrap();
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .assert()
+    resume(&run)
         .success()
         .stderr(predicate::str::contains(format!(
             "is complete ({at} of {at} steps)"
@@ -458,11 +431,7 @@ fn a_stopped_run_ended_at_its_checkpoint_logs_its_last_rows() {
     );
     assert_same_logs(&run, &whole);
     // Resumed again: complete, nothing written twice.
-    chunkql()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .assert()
-        .success();
+    resume(&run).success();
     assert_eq!(
         lines(&run.join("eval.jsonl")),
         lines(&whole.join("eval.jsonl"))

@@ -264,60 +264,58 @@ fn bad_settings_are_errors() {
 #[test]
 #[should_panic(expected = "the actor's chunks: [B, H, A]")]
 fn an_actor_of_the_wrong_shape_is_caught() {
-    struct Short;
-    impl ChunkActor for Short {
-        fn dims(&self) -> ChunkDims {
-            script().dims()
-        }
-        fn act(&self, obs_history: &Tensor, _noise: &mut NoiseSource) -> Tensor {
-            // Two actions per chunk where H = 3.
-            Tensor::zeros(
-                [obs_history.size()[0], 2, 1],
-                (tch::Kind::Float, Device::Cpu),
-            )
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
-        }
-    }
+    // Two actions per chunk where H = 3.
+    let short = FnActor(|obs_history| {
+        Tensor::zeros(
+            [obs_history.size()[0], 2, 1],
+            (tch::Kind::Float, Device::Cpu),
+        )
+    });
     let cfg = EvalConfig {
         episodes: 2,
         execute: None,
         seed: 0,
         ensemble: None,
     };
-    let _ = evaluate_with(&Short, &|| Box::new(Counter::new(5, false)), cfg);
+    let _ = evaluate_with(&short, &|| Box::new(Counter::new(5, false)), cfg);
+}
+
+/// An actor of the script's widths on the CPU whose chunks the function
+/// makes from the histories `[B, To, O]`.
+struct FnActor(fn(&Tensor) -> Tensor);
+
+impl ChunkActor for FnActor {
+    fn dims(&self) -> ChunkDims {
+        script().dims()
+    }
+    fn act(&self, obs_history: &Tensor, _noise: &mut NoiseSource) -> Tensor {
+        (self.0)(obs_history)
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
 }
 
 /// A NaN action is an error naming the episode and step, not a step of the
 /// environment.
 #[test]
 fn a_policy_proposing_nan_is_refused() {
-    struct Nan;
-    impl ChunkActor for Nan {
-        fn dims(&self) -> ChunkDims {
-            script().dims()
+    let nan = FnActor(|obs_history| {
+        // Episode 1 (row 1 of the first call) gets a NaN in its last step.
+        let b = obs_history.size()[0];
+        let mut out = vec![0f32; b as usize * 3];
+        if b == 2 {
+            out[5] = f32::NAN;
         }
-        fn act(&self, obs_history: &Tensor, _noise: &mut NoiseSource) -> Tensor {
-            // Episode 1 (row 1 of the first call) gets a NaN in its last step.
-            let b = obs_history.size()[0];
-            let mut out = vec![0f32; b as usize * 3];
-            if b == 2 {
-                out[5] = f32::NAN;
-            }
-            Tensor::from_slice(&out).view([b, 3, 1])
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
-        }
-    }
+        Tensor::from_slice(&out).view([b, 3, 1])
+    });
     let cfg = EvalConfig {
         episodes: 2,
         execute: None,
         seed: 0,
         ensemble: None,
     };
-    let err = evaluate_with(&Nan, &|| Box::new(Counter::new(5, false)), cfg).unwrap_err();
+    let err = evaluate_with(&nan, &|| Box::new(Counter::new(5, false)), cfg).unwrap_err();
     assert_eq!(
         err.to_string(),
         "the policy proposed a chunk with a NaN or infinite action for episode 1 at its step 0: \
