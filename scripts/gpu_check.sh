@@ -82,6 +82,10 @@ checks() {
   export LD_LIBRARY_PATH="$torch_lib:$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local status=0
 
+  echo "== libtorch_cuda loads and finds the GPU (cuda:0; cuda:1 named as missing on one GPU)"
+  .gpu/bin/chunkql-lib-tests --exact device::tests::asking_for_cuda_here_gives_a_gpu_or_a_clear_error \
+    --nocapture || status=1
+
   echo "== every tensor of an update is on the GPU (both agents, whole batch and split)"
   CHUNKQL_TEST_DEVICE=cuda .gpu/bin/chunkql-lib-tests on_the_agent_device || status=1
 
