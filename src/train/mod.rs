@@ -354,6 +354,14 @@ fn set_workers(
         n => n,
     };
     agent.set_workers(count, (threads / count).max(1))?;
+    if count > 1 && device.is_cuda() {
+        // workers is part of the run (each slice draws its own noise), so a
+        // CPU run resumed on a GPU keeps its slices: correct, but slower.
+        eprintln!(
+            "note: workers = {count} splits each batch into {count} slices, which a GPU runs one \
+             after another; a run started on the GPU with workers = 0 uses one"
+        );
+    }
     Ok(count)
 }
 
