@@ -351,7 +351,9 @@ def main():
             compile_s = time.perf_counter() - start
         except Exception as e:  # noqa: BLE001 - any compiler failure is reported the same way
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            print(f"reference {args.config} compile: torch.compile failed: {type(e).__name__}: {first}")
+            # The eager figure stands on its own: printed with the failure.
+            print(f"reference {args.config} " + " | ".join(columns)
+                  + f" | compile: torch.compile failed: {type(e).__name__}: {first}")
             sys.exit(1)
         columns.append(f"compile: {measure(one_step, args.seconds, args.warmup)} [first step {compile_s:.0f} s]")
     print(f"reference {args.config} " + " | ".join(columns))

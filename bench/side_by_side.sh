@@ -41,6 +41,9 @@ median() {
 rate() { sed -n "s/.*$1: \([0-9.]*\) steps.*/\1/p" <<< "$2"; }
 ratio() { if [ "$2" = "-" ]; then echo "-"; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; fi; }
 
+# What reference.py said on stderr (a torch.compile failure, say): kept.
+errors=target/side_by_side.stderr
+: > "$errors"
 echo "$rounds round(s) of $seconds s per column; steps/s, medians over rounds"
 printf "%-6s %10s %10s %12s %10s %14s %9s %11s %9s %9s\n" config chunkql "1 slice" torch-eager eager+tuned torch-compile "x eager" "x tuned" "x compile" "1 slice x eager"
 for c in "${configs[@]}"; do
@@ -52,12 +55,12 @@ for c in "${configs[@]}"; do
   for ((r = 0; r < rounds; r++)); do
     rust+=("$(speed)")
     single+=("$(speed --workers 1)")
-    line=$(.venv/bin/python bench/reference.py "${flags[@]}" 2>/dev/null || true)
+    line=$(.venv/bin/python bench/reference.py "${flags[@]}" 2>>"$errors" || true)
     e=$(rate eager "$line") k=$(rate compile "$line")
     [ -n "$e" ] && eager+=("$e")
     [ -n "$k" ] && compiled+=("$k")
     line=$(LD_PRELOAD="$PWD/target/libmkl_by_isa.so" GLIBC_TUNABLES="$tunables" \
-      .venv/bin/python bench/reference.py --config "$c" --seconds "$seconds" --threads 2 2>/dev/null || true)
+      .venv/bin/python bench/reference.py --config "$c" --seconds "$seconds" --threads 2 2>>"$errors" || true)
     e=$(rate eager "$line")
     [ -n "$e" ] && tuned+=("$e")
   done
@@ -74,3 +77,6 @@ for c in "${configs[@]}"; do
   fi
 done
 target/release/examples/update_speed a --seconds "$seconds" --threads 2 | sed -n 2p
+if [ -s "$errors" ]; then
+  echo "(the PyTorch side's messages are in $errors: where a column shows '-', the reason is there)"
+fi

@@ -64,6 +64,16 @@ def read(path, binary=False):
         return f.read()
 
 
+def summary_of_run(path):
+    """summary.json less what differs between any two sessions (timing, the
+    folder, the kernels' name, where the last session started)."""
+    with open(path) as f:
+        summary = json.load(f)
+    for key in ("seconds", "steps_per_second", "first_step", "run_dir", "matrix_kernels"):
+        summary.pop(key, None)
+    return summary
+
+
 def differences(reference, run):
     """What differs between the finished run folder and the reference."""
     found = []
@@ -72,6 +82,7 @@ def differences(reference, run):
         ("eval.jsonl", read),
         ("config.toml", read),
         ("checkpoint.safetensors", lambda p: read(p, binary=True)),
+        ("summary.json", summary_of_run),
     ]:
         path = os.path.join(run, name)
         if not os.path.exists(path):
@@ -142,11 +153,20 @@ def main():
             signals += sent
             if status == 0:
                 break
+            if not sent:
+                # An error no signal caused (a panic, a refused resume):
+                # a failure even if a later try would get through.
+                break
             if os.path.exists(os.path.join(run, "config.toml")):
                 command = binary + ["train", "--resume", run]
             else:
                 command = train + [run]
-        problems = differences(reference, run) if history[-1] == 0 else ["never finished"]
+        if history[-1] == 0:
+            problems = differences(reference, run)
+        elif not sent:
+            problems = [f"exit status {history[-1]} without a signal"]
+        else:
+            problems = ["never finished"]
         failed += bool(problems)
         print(f"run {i}: exit statuses {history}: {'; '.join(problems) or 'identical'}")
     print(f"{args.runs} runs, {signals} SIG{args.signal.upper()} at random moments "

@@ -86,16 +86,32 @@ def jobs(names, envs, steps):
                 yield run, [str(BIN), "train", "--env", env, "--seed", str(seed), "--out", str(run), *common(steps), *extra]
 
 
+def failed_marker(run):
+    """Beside a run that ended in an error (a diverged run, say): its exit
+    status. Such a run is not started again (it would fail the same way);
+    the table counts it. Delete the file to try again."""
+    return run.parent / f"{run.name}.failed"
+
+
 def run_one(job):
     run, cmd = job
     if (run / "summary.json").exists():
+        return
+    if failed_marker(run).exists():
+        print(f"skip {run.relative_to(ROOT)}: it failed before ({failed_marker(run).name}; delete it to retry)", flush=True)
         return
     if run.exists():  # an interrupted run: start it again from scratch
         subprocess.run(["rm", "-rf", str(run)], check=True)
     run.parent.mkdir(parents=True, exist_ok=True)
     log = run.parent / f"{run.name}.log"
     with open(log, "w") as f:
-        subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
+        status = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+    # 130: stopped by Ctrl-C (and a negative status, killed by a signal):
+    # interrupted, not failed, so the next `run` starts it again.
+    if status not in (0, 130) and status > 0:
+        failed_marker(run).write_text(f"exit status {status}; see {log.name}\n")
+        print(f"FAILED {run.relative_to(ROOT)} (exit status {status}; see {log.relative_to(ROOT)})", flush=True)
+        return
     print(f"done {run.relative_to(ROOT)}", flush=True)
 
 
@@ -183,6 +199,9 @@ def check_table():
         write("pendulum", "bc-h4", 1, summary(7.0))
         for seed, (score, success) in zip(SEEDS, [(50.0, 0.5), (60.0, 0.7), (70.0, 0.9)]):
             write("pointmaze-umaze", "dql-h1", seed, summary(score, success))
+        # bc-h4 on the maze: one seed done, one failed (its marker), one not run.
+        write("pointmaze-umaze", "bc-h4", 0, summary(9.0, 0.1))
+        (out / "pointmaze-umaze" / "bc-h4-s1.failed").write_text("exit status 1\n")
         text = table(["dql-h1", "bc-h4"], ENVS, out).split("\n")
         only = table(["dql-h1"], ["pointmaze-umaze"], out).split("\n")
     # 10, 20, 30: mean 20, sd 10, half-width 4.303 * 10 / sqrt(3) = 24.84.
@@ -191,6 +210,7 @@ def check_table():
     # Success rates 0.5, 0.7, 0.9: mean 0.70.
     assert "| dql-h1 | 60.0 ± 24.8 | 50.0, 60.0, 70.0 | 0.70 |" in text, text
     assert "| bc-h4 | (not run) | | |" in text, text
+    assert "| bc-h4 | 9.0 (1 of 3 seeds, 1 failed) | 9.0 | 0.10 |" in text, text
     assert sum(line.startswith("### ") for line in text) == len(ENVS), text
     # --envs: only the tasks asked for.
     assert [line for line in only if line.startswith("### ")] == ["### pointmaze-umaze"], only
@@ -204,20 +224,41 @@ def check_execution():
     success rates worked by hand, runs without a summary left out."""
     import tempfile
 
-    def report(score, success):
-        return {"report": {"normalized_score": {"mean": score},
-                           "success_rate": {"mean": success}}}
+    ways = {"chunk": (4, None), "step": (1, None), "ens0.01": (1, 0.01), "ens1": (1, 1.0)}
+
+    def report(key, score, success, step=3000):
+        execute, ensemble = ways[key]
+        return {"step": step, "report": {
+            "normalized_score": {"mean": score}, "success_rate": {"mean": success},
+            "execute": execute, "ensemble": ensemble, "episodes": [{}] * EXECUTION_EPISODES}}
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for seed in SEEDS:
             run = out / "pointmaze-umaze" / f"dql-h4-smdp-s{seed}"
             run.mkdir(parents=True)
-            (run / "summary.json").write_text("{}")
+            (run / "summary.json").write_text('{"steps": 3000}')
+            (run / "config.toml").write_text("steps = 3000\nhorizon = 4\n")
             for k, (_, key, _) in enumerate(EXECUTION):
                 # Way k scores 10 k + 10 seed + 5, success 0.1 k + 0.1 seed.
                 saved = run / f"exec-{key}-e{EXECUTION_EPISODES}.json"
-                saved.write_text(json.dumps(report(10.0 * k + 10.0 * seed + 5.0, 0.1 * k + 0.1 * seed)))
+                saved.write_text(json.dumps(report(key, 10.0 * k + 10.0 * seed + 5.0, 0.1 * k + 0.1 * seed)))
+        # A cache is this way's evaluation of the final checkpoint, or none:
+        # another update, way, H or episode count is made again.
+        run = out / "pointmaze-umaze" / "dql-h4-smdp-s0"
+        path = run / f"exec-step-e{EXECUTION_EPISODES}.json"
+        assert cached(run, "step", path) is not None
+        for stale in [report("step", 1.0, 0.0, step=2000), report("chunk", 1.0, 0.0),
+                      report("ens1", 1.0, 0.0)]:
+            assert cached(run, "step", run / "stale.json") is None
+            (run / "stale.json").write_text(json.dumps(stale))
+            assert cached(run, "step", run / "stale.json") is None, stale
+        assert cached(run, "chunk", run / f"exec-chunk-e{EXECUTION_EPISODES}.json") is not None
+        (run / "config.toml").write_text("horizon = 8\n")
+        assert cached(run, "chunk", run / f"exec-chunk-e{EXECUTION_EPISODES}.json") is None
+        (run / "config.toml").write_text("horizon = 4\n")
+        (run / "torn.json").write_text('{"step": 30')
+        assert cached(run, "step", run / "torn.json") is None
         # A run folder that never finished (no summary.json) is left out.
         (out / "pointmaze-umaze" / "dql-h8-smdp-s0").mkdir()
         text = execution(["dql-h4-smdp", "dql-h8-smdp"], ["pendulum", "pointmaze-umaze"], out).split("\n")
@@ -247,22 +288,24 @@ def table(names, envs, out):
         lines.append(header)
         lines.append("|---|---|---|" + ("---|" if has_success else ""))
         for name, _ in selected(names):
-            scores, successes = [], []
+            scores, successes, failed = [], [], 0
             for seed in SEEDS:
                 path = out / env / f"{name}-s{seed}" / "summary.json"
                 if not path.exists():
+                    failed += failed_marker(path.parent).exists()
                     continue
                 final = json.loads(path.read_text())["final_eval"]
                 scores.append(final["normalized_score"]["mean"])
                 if final.get("success_rate"):
                     successes.append(final["success_rate"]["mean"])
+            failures = f", {failed} failed" if failed else ""
             if not scores:
-                lines.append(f"| {name} | (not run) | |" + (" |" if has_success else ""))
+                lines.append(f"| {name} | (not run{failures}) | |" + (" |" if has_success else ""))
                 continue
             mean, half = summarize(scores)
             cell = f"{mean:.1f} ± {half:.1f}" if len(scores) > 1 else f"{mean:.1f}"
             if len(scores) < len(SEEDS):
-                cell += f" ({len(scores)} of {len(SEEDS)} seeds)"
+                cell += f" ({len(scores)} of {len(SEEDS)} seeds{failures})"
             row = f"| {name} | {cell} | {', '.join(f'{s:.1f}' for s in scores)} |"
             if has_success:
                 row += f" {sum(successes) / len(successes):.2f} |"
@@ -272,7 +315,7 @@ def table(names, envs, out):
 
 # `execution`: ways of executing a run's chunks, as `chunkql eval` options.
 EXECUTION = [
-    ("whole chunks (execute H)", "chunk", []),
+    ("whole chunks (execute H)", "chunk", ["--execute", "0"]),
     ("first action, replan (execute 1)", "step", ["--execute", "1"]),
     ("temporal ensemble, m = 0.01", "ens0.01", ["--ensemble", "0.01"]),
     ("temporal ensemble, m = 1", "ens1", ["--ensemble", "1"]),
@@ -280,19 +323,48 @@ EXECUTION = [
 EXECUTION_EPISODES = 50
 
 
+def cached(run, key, path):
+    """The report saved at `path` if it is this way's evaluation of the
+    run's final checkpoint (its update, its H, EXECUTION_EPISODES
+    episodes); None otherwise (then it is made again)."""
+    import tomllib
+
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        report = saved["report"]
+        steps = json.loads((run / "summary.json").read_text())["steps"]
+        horizon = tomllib.loads((run / "config.toml").read_text())["horizon"]
+    except (ValueError, KeyError, OSError):
+        return None
+    execute, ensemble = {
+        "chunk": (horizon, None), "step": (1, None), "ens0.01": (1, 0.01), "ens1": (1, 1.0),
+    }[key]
+    fits = (saved.get("step") == steps and report.get("execute") == execute
+            and report.get("ensemble") == ensemble
+            and len(report.get("episodes", [])) == EXECUTION_EPISODES)
+    return report if fits else None
+
+
 def evaluate_one(job):
     """One run evaluated one way: `chunkql eval --json`, kept beside the run
-    as exec-<mode>-e<episodes>.json (an existing file is reused)."""
+    as exec-<mode>-e<episodes>.json (reused while it is the evaluation of
+    the run's final checkpoint in that way)."""
     run, key, options = job
     path = run / f"exec-{key}-e{EXECUTION_EPISODES}.json"
-    if not path.exists():
+    report = cached(run, key, path)
+    if report is None:
         out = subprocess.run(
             [str(BIN), "eval", str(run), "--json", "--episodes", str(EXECUTION_EPISODES), *options],
             check=True, capture_output=True, text=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         ).stdout
-        path.write_text(out)
-    return json.loads(path.read_text())["report"]
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(out)
+        tmp.replace(path)  # whole or not at all
+        report = json.loads(out)["report"]
+    return report
 
 
 def execution(names, envs, out):

@@ -54,8 +54,15 @@ done
 
 stamp=".venv/.chunkql-setup-$TORCH_VERSION-$want_cuda"
 if [ ! -f "$stamp" ]; then
-  if [ ! -x .venv/bin/python ]; then
+  if [ ! -x .venv/bin/pip ]; then
+    # (a venv made without pip, as Debian's python3 does without the
+    # python3-venv package, is made again)
+    "$py" -c 'import ensurepip' 2>/dev/null || {
+      echo "setup.sh: $py cannot make a virtual environment with pip; install Debian's python3-venv (apt-get install python3-venv)" >&2
+      exit 1
+    }
     say "creating .venv with $py"
+    rm -rf .venv
     "$py" -m venv .venv
   fi
   if [ "$want_cuda" = 1 ]; then
@@ -89,7 +96,13 @@ fi
 
 apt_install() {
   local sudo_cmd=""
-  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+      echo "setup.sh: needs Debian's $* and is neither root nor has sudo: install them (apt-get install $*) and run it again" >&2
+      exit 1
+    }
+    sudo_cmd="sudo"
+  fi
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >/dev/null
 }
