@@ -404,11 +404,22 @@ fn a_stopped_run_ended_at_its_checkpoint_logs_its_last_rows() {
     let edited = saved.replace("\nsteps = 600\n", &format!("\nsteps = {at}\n"));
     assert_ne!(edited, saved);
     std::fs::write(run.join("config.toml"), edited).unwrap();
+    // As if the run had first completed at 1 update and then been extended:
+    // that summary is not this run's, and is replaced.
+    std::fs::write(
+        run.join("summary.json"),
+        r#"{"steps": 1, "final_eval": null}"#,
+    )
+    .unwrap();
     resume(&run)
         .success()
         .stderr(predicate::str::contains(format!(
             "is complete ({at} of {at} steps)"
         )));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["steps"], at, "{summary}");
+    assert!(summary["final_eval"].is_object(), "{summary}");
 
     let whole = dir.path().join("whole");
     chunkql()

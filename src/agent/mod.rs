@@ -67,6 +67,25 @@ pub struct Metrics {
     pub actor_lr: f64,
 }
 
+impl Metrics {
+    /// The first measurement that is NaN or infinite, with its value.
+    pub fn first_non_finite(&self) -> Option<(&'static str, f64)> {
+        [
+            ("critic_loss", self.critic_loss),
+            ("actor_loss", self.actor_loss),
+            ("bc_loss", self.bc_loss),
+            ("q_loss", self.q_loss),
+            ("q_mean", self.q_mean),
+            ("target_mean", self.target_mean),
+            ("critic_grad_norm", self.critic_grad_norm),
+            ("actor_grad_norm", self.actor_grad_norm),
+            ("actor_lr", self.actor_lr),
+        ]
+        .into_iter()
+        .find(|(_, value)| !value.is_finite())
+    }
+}
+
 /// Policy P, its EMA copy, twin critics and their targets, two Adams, and the
 /// seeded noise stream; everything on `device`.
 pub struct ChunkAgent<P: ChunkPolicy> {

@@ -229,7 +229,9 @@ fn time_panel(
         for segment in segments {
             chart.draw_series(LineSeries::new(segment, color.stroke_width(2)))?;
         }
-        let starts = ring_steps(rec, values.len());
+        // At the chunk starts among the episode's steps: an observation
+        // series has one value more (the last state), where no chunk starts.
+        let starts = ring_steps(rec, rec.steps(k));
         chart.draw_series(starts.map(|t| Circle::new((t as f64, values[t]), 3, color)))?;
     }
     Ok(())

@@ -45,13 +45,16 @@ pub enum TrainError {
         file: PathBuf,
         error: std::io::Error,
     },
-    /// A loss became NaN or infinite.
+    /// A loss (or another metric of the update) became NaN or infinite.
     #[error(
-        "training diverged at step {step} (critic loss {critic_loss}, actor loss \
-         {actor_loss}); try a smaller learning rate or grad_clip"
+        "training diverged at step {step} ({name} {value}; critic loss {critic_loss}, actor \
+         loss {actor_loss}); try a smaller learning rate or grad_clip"
     )]
     Diverged {
         step: u64,
+        /// The first metric that is not finite, and its value.
+        name: &'static str,
+        value: f64,
         critic_loss: f64,
         actor_loss: f64,
     },

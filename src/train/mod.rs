@@ -408,9 +408,13 @@ impl Run {
             let metrics = self.agent.update(&batch);
             let step = metrics.step;
             progress.set_position(step);
-            if !metrics.critic_loss.is_finite() || !metrics.actor_loss.is_finite() {
+            // Any NaN or infinity: it would also be written as JSON null,
+            // which neither the logs' reader nor a resume reads back.
+            if let Some((name, value)) = metrics.first_non_finite() {
                 return Err(TrainError::Diverged {
                     step,
+                    name,
+                    value,
                     critic_loss: metrics.critic_loss,
                     actor_loss: metrics.actor_loss,
                 });
@@ -525,9 +529,16 @@ impl Run {
             final_eval,
         };
         // A resumed run that had nothing left to do keeps the summary (and
-        // the timing) of the run that did the work.
+        // the timing) of the run that did the work, where that summary is
+        // of this run's length: one written when the run first completed
+        // at fewer steps, before it was extended, stopped and ended at its
+        // checkpoint, is replaced.
         let summary_file = self.dir.join(SUMMARY_FILE);
-        if first_step < cfg.steps || !summary_file.exists() {
+        let summarised_steps = std::fs::read(&summary_file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|summary| summary["steps"].as_u64());
+        if first_step < cfg.steps || summarised_steps != Some(cfg.steps) {
             let json = serde_json::to_string_pretty(&summary).expect("serialisable");
             crate::fsutil::atomic_write(&summary_file, |w| {
                 std::io::Write::write_all(w, json.as_bytes())

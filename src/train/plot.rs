@@ -20,7 +20,8 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
         let panels = root.split_evenly((2, 2));
         let steps: Vec<f64> = metrics.iter().map(|r| r.metrics.step as f64).collect();
         let series = |f: fn(&MetricsRow) -> f64| -> Vec<(f64, f64)> {
-            steps.iter().copied().zip(metrics.iter().map(f)).collect()
+            let values = metrics.iter().map(|r| drawable(f(r)));
+            steps.iter().copied().zip(values).collect()
         };
         line_panel(
             &panels[0],
@@ -48,8 +49,8 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
             let score = |e: &EvalRow| e.normalized_score.unwrap_or(f64::NAN);
             let marks = evals.iter().map(|e| EvalMark {
                 step: e.step as f64,
-                mean: score(e),
-                interval: e.score_low.zip(e.score_high),
+                mean: drawable(score(e)),
+                interval: e.score_low.zip(e.score_high).map(drawable_pair),
             });
             (
                 "evaluation: normalised score (95% interval)",
@@ -58,8 +59,8 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
         } else {
             let marks = evals.iter().map(|e| EvalMark {
                 step: e.step as f64,
-                mean: e.mean_return,
-                interval: e.return_low.zip(e.return_high),
+                mean: drawable(e.mean_return),
+                interval: e.return_low.zip(e.return_high).map(drawable_pair),
             });
             let title = if evals.is_empty() {
                 "no evaluations"
@@ -73,6 +74,25 @@ pub fn plot_curves(dir: &Path) -> Result<(), String> {
         Ok(())
     };
     draw().map_err(|e| format!("cannot draw {}: {e}", path.display()))
+}
+
+/// Largest magnitude a value is drawn at: beyond it (no float32 network's
+/// metric gets there) the axis range, its padding and the pixel positions
+/// would overflow.
+const DRAWN_LIMIT: f64 = 1e300;
+
+/// `v` as drawn: clamped to [`DRAWN_LIMIT`]; NaN and infinities stay (the
+/// panels leave them out).
+fn drawable(v: f64) -> f64 {
+    if v.is_finite() {
+        v.clamp(-DRAWN_LIMIT, DRAWN_LIMIT)
+    } else {
+        v
+    }
+}
+
+fn drawable_pair((low, high): (f64, f64)) -> (f64, f64) {
+    (drawable(low), drawable(high))
 }
 
 /// One curve of a panel: its name, its (x, y) points and its colour.
@@ -124,6 +144,10 @@ fn line_panel(area: &Area<'_>, title: &str, lines: &[Line<'_>]) -> Drawn {
                 ))?
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+            // One logged row is a point, which a line does not show.
+            if let [point] = points[..] {
+                chart.draw_series(std::iter::once(Circle::new(point, 3, color.filled())))?;
+            }
         }
         Ok(())
     })
@@ -218,6 +242,9 @@ fn panel(
 /// series (one evaluation, a constant) gets 5% of its value, at least 0.5,
 /// so that its tick labels differ.
 fn y_axis(y0: f64, y1: f64) -> std::ops::Range<f64> {
+    // Finite values near f64's limits would overflow the range and its
+    // padding to infinity, on which the axis's tick search never ends.
+    let (y0, y1) = (drawable(y0), drawable(y1));
     let flat = (y1 - y0).abs() <= 1e-9 * y0.abs().max(1.0);
     let pad = if flat {
         (y0.abs() * 0.05).max(0.5)
@@ -286,5 +313,59 @@ mod tests {
         assert_eq!(y_axis(32.0, 32.0), 30.4..33.6);
         assert_eq!(y_axis(0.0, 0.0), -0.5..0.5);
         assert_eq!(y_axis(-100.0, -100.0), -105.0..-95.0);
+    }
+
+    #[test]
+    fn values_near_the_limits_of_f64_still_draw() {
+        // Their range and its padding overflowed to infinity, and plotters'
+        // tick search on an infinite axis never ended.
+        let axis = y_axis(-1.7e308, 1.7e308);
+        assert!(axis.start.is_finite() && axis.end.is_finite(), "{axis:?}");
+        let rows = [eval_row(1, 1.7e308, None), eval_row(2, -1.7e308, None)];
+        assert_eq!(&curves(&rows)[..4], b"\x89PNG");
+        // And in the metrics' line panels.
+        let dir = tempfile::tempdir().unwrap();
+        let row = |step: u64, loss: f64| MetricsRow {
+            metrics: crate::agent::Metrics {
+                step,
+                critic_loss: loss,
+                ..Default::default()
+            },
+            steps_per_second: 1.0,
+        };
+        let text: String = [row(1, 1.7e308), row(2, -1.7e308)]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        std::fs::write(dir.path().join(METRICS_FILE), text).unwrap();
+        plot_curves(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_single_metrics_row_is_drawn_as_points() {
+        let draw = |rows: &[(u64, f64)]| {
+            let dir = tempfile::tempdir().unwrap();
+            let text: String = rows
+                .iter()
+                .map(|&(step, loss)| {
+                    let metrics = crate::agent::Metrics {
+                        step,
+                        critic_loss: loss,
+                        ..Default::default()
+                    };
+                    let row = MetricsRow {
+                        metrics,
+                        steps_per_second: 1.0,
+                    };
+                    serde_json::to_string(&row).unwrap() + "\n"
+                })
+                .collect();
+            std::fs::write(dir.path().join(METRICS_FILE), text).unwrap();
+            plot_curves(dir.path()).unwrap();
+            std::fs::read(dir.path().join(CURVES_FILE)).unwrap()
+        };
+        // One row, or the same row twice (a line of no length): the same
+        // axes; only the single row's dots tell them apart.
+        assert_ne!(draw(&[(5, 1.0)]), draw(&[(5, 1.0), (5, 1.0)]));
     }
 }

@@ -172,3 +172,18 @@ pub fn scale_policy_output(vs: &nn::VarStore, factor: f64) {
         }
     });
 }
+
+#[test]
+fn the_first_measurement_that_is_not_finite_is_named() {
+    use crate::agent::Metrics;
+    assert_eq!(Metrics::default().first_non_finite(), None);
+    let m = Metrics {
+        actor_grad_norm: f64::INFINITY,
+        actor_lr: f64::NAN,
+        ..Metrics::default()
+    };
+    assert_eq!(
+        m.first_non_finite(),
+        Some(("actor_grad_norm", f64::INFINITY))
+    );
+}
