@@ -26,12 +26,13 @@ where
         std::process::id()
     ));
     // What a killed writer of this same file left (a 300 MB dataset, say):
-    // nobody else can ever finish it.
-    remove_stale(&dir, |n| {
+    // nobody else can ever finish it. Best effort: a folder that cannot be
+    // listed still takes the write.
+    let _ = remove_stale(&dir, |n| {
         n.strip_prefix('.')
             .and_then(|n| n.strip_prefix(&*name.to_string_lossy()))
             .is_some_and(|n| n.starts_with(".tmp-"))
-    })?;
+    });
     let result = (|| {
         let mut out = BufWriter::new(File::create(&tmp)?);
         write(&mut out)?;
