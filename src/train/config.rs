@@ -340,7 +340,7 @@ impl TrainConfig {
             return None;
         }
         let defaults = TrainConfig::default();
-        let set: Vec<&str> = [
+        let set = keys_set([
             ("eval_every", self.eval_every != defaults.eval_every),
             (
                 "eval_episodes",
@@ -348,17 +348,11 @@ impl TrainConfig {
             ),
             ("execute", self.execute != defaults.execute),
             ("ensemble", self.ensemble.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, differs)| differs.then_some(key))
-        .collect();
-        (!set.is_empty()).then(|| {
-            format!(
-                "note: {} set, but a run with env = {NO_ENV} does not evaluate (evaluate it later \
-                 with `chunkql eval DIR --env NAME --episodes N --execute K`)",
-                set.join(", ")
-            )
-        })
+        ])?;
+        Some(format!(
+            "note: {set} set, but a run with env = {NO_ENV} does not evaluate (evaluate it later \
+             with `chunkql eval DIR --env NAME --episodes N --execute K`)"
+        ))
     }
 
     /// A note naming `level` and `dataset_episodes` when they are set away
@@ -369,23 +363,17 @@ impl TrainConfig {
             return None;
         }
         let defaults = TrainConfig::default();
-        let set: Vec<&str> = [
+        let set = keys_set([
             ("level", self.level != defaults.level),
             (
                 "dataset_episodes",
                 self.dataset_episodes != defaults.dataset_episodes,
             ),
-        ]
-        .into_iter()
-        .filter_map(|(key, differs)| differs.then_some(key))
-        .collect();
-        (!set.is_empty()).then(|| {
-            format!(
-                "note: {} set, but they describe generated data and this run reads {}",
-                set.join(", "),
-                self.dataset
-            )
-        })
+        ])?;
+        Some(format!(
+            "note: {set} set, but they describe generated data and this run reads {}",
+            self.dataset
+        ))
     }
 
     /// How to make `dataset` again when it is the file the default data is
@@ -470,6 +458,15 @@ fn key_on_line(text: &str, index: usize) -> Option<String> {
         Some(table) if !table.is_empty() => Some(format!("{table}.{key}")),
         _ => Some(key.to_string()),
     }
+}
+
+/// The keys whose flag is true, comma-separated; `None` when none is.
+fn keys_set<const N: usize>(keys: [(&str, bool); N]) -> Option<String> {
+    let set: Vec<&str> = keys
+        .into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect();
+    (!set.is_empty()).then(|| set.join(", "))
 }
 
 /// serde's Rust type names in an error message, said in words.
