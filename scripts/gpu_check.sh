@@ -6,7 +6,7 @@
 #   scripts/gpu_check.sh run     # there: the checks and the GPU figures (log in $OUT or .gpu/)
 #
 # The project's device tool carries `.gpu` to the GPU machine:
-#   run(command="scripts/gpu_check.sh run", carry=[".gpu/bin", ".gpu/lib"], timeout_s=420)
+#   run(command="scripts/gpu_check.sh run", carry=[".gpu/bin"], timeout_s=420)
 #
 # Why a build of its own: the GPU machine's image holds torch 2.11.0 (CUDA 13)
 # and nothing can be fetched there, while chunkql links tch 0.26, which wants
@@ -25,7 +25,7 @@ say() { echo "[gpu_check] $*" >&2; }
 
 build() {
   local venv=.gpu/venv src=.gpu/src
-  mkdir -p .gpu/bin .gpu/lib
+  mkdir -p .gpu/bin
   if [ ! -f "$venv/lib/python3.11/site-packages/torch/lib/libtorch_cpu.so" ]; then
     say "installing torch==$GPU_TORCH (libtorch only) into $venv"
     python3.11 -m venv "$venv"
@@ -52,13 +52,8 @@ build() {
   [ -n "$tests" ] || { echo "gpu_check: no library test binary in .gpu/test-build.log" >&2; exit 1; }
   cp .gpu/target/release/chunkql .gpu/target/release/examples/update_speed .gpu/bin/
   cp ".gpu/src/$tests" .gpu/bin/chunkql-lib-tests
-  # The plots' font libraries and what they need beyond glibc, in case the
-  # GPU image lacks them (a few MB).
-  ldd .gpu/bin/chunkql | awk '/=> \// {print $3}' \
-    | grep -E 'libfontconfig|libfreetype|libexpat|libpng16|libbrotli|libz\.' \
-    | xargs -r -I{} cp -L {} .gpu/lib/
-  du -sh .gpu/bin .gpu/lib >&2
-  say "done: carry .gpu/bin and .gpu/lib, run scripts/gpu_check.sh run"
+  du -sh .gpu/bin >&2
+  say "done: carry .gpu/bin, run scripts/gpu_check.sh run"
 }
 
 run() {
@@ -79,7 +74,7 @@ checks() {
   nproc
   echo "torch $version at $torch_lib (binaries built for $GPU_TORCH)"
   case "$version" in "$GPU_TORCH"*) ;; *) echo "gpu_check: WARNING: torch is $version, not $GPU_TORCH" ;; esac
-  export LD_LIBRARY_PATH="$torch_lib:$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local status=0
 
   echo "== libtorch_cuda loads and finds the GPU (cuda:0; cuda:1 named as missing on one GPU)"
@@ -92,8 +87,8 @@ checks() {
   echo "== chunkql train --device cuda (pendulum, Diffusion-QL, H 4, 300 updates) and its evaluation"
   rm -rf .gpu/run
   .gpu/bin/chunkql train --device cuda --steps 300 --out .gpu/run --set eval_every=0 || status=1
-  # Back with the log: the summary and the curves (the device tool returns 8 files at most).
-  cp .gpu/run/summary.json .gpu/run/curves.png "$out/" || status=1
+  # Back with the log: the summary and the pictures (the device tool returns 8 files at most).
+  cp .gpu/run/summary.json .gpu/run/curves.png .gpu/run/rollouts.png "$out/" || status=1
   echo "== chunkql eval --device cuda (replays the run's own evaluation episodes: same score expected)"
   .gpu/bin/chunkql eval .gpu/run --device cuda || status=1
 
@@ -102,6 +97,11 @@ checks() {
     .gpu/bin/update_speed "$c" --device cuda --seconds 5 --threads 8 || status=1
     PYTHONUNBUFFERED=1 $py bench/reference.py --config "$c" --device cuda --seconds 5 --threads 8 || status=1
   done
+  echo "== where a GPU step's time goes: launch, read-back and copy costs; kernels per PyTorch update"
+  PYTHONUNBUFFERED=1 $py bench/gpu_overhead.py --device cuda || status=1
+  echo "== PyTorch with torch.compile, configuration a (compiling bounded at 240 s)"
+  PYTHONUNBUFFERED=1 timeout 240 $py bench/reference.py --config a --device cuda --seconds 5 --threads 8 --compile \
+    || status=1
   echo "== exit status $status"
   return "$status"
 }

@@ -5,7 +5,6 @@
 #     two small CUDA runtime libraries libtorch_cpu links to), numpy and h5py
 #     (bench script, test fixtures);
 #   - `.libtorch`, a link to the wheel's torch directory (.cargo/config.toml);
-#   - Debian's fontconfig/freetype headers for the plots, if missing;
 #   - with --hdf5: Debian's libhdf5-dev for the `hdf5` cargo feature.
 #   - with --cuda: the full torch wheel with its CUDA dependencies (GPU machines).
 #   - with --bench: what `import torch` needs in .venv for bench/reference.py,
@@ -106,13 +105,6 @@ apt_install() {
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >/dev/null
 }
-
-# The learning-curve plots (plotters) render text with fontconfig/freetype;
-# Debian's Rust image has them, a bare machine may not.
-if command -v dpkg >/dev/null 2>&1 && ! dpkg -s libfontconfig1-dev libfreetype-dev pkg-config >/dev/null 2>&1; then
-  say "installing Debian's libfontconfig1-dev, libfreetype-dev and pkg-config (plot text)"
-  apt_install libfontconfig1-dev libfreetype-dev pkg-config
-fi
 
 if [ "$want_hdf5" = 1 ] && ! dpkg -s libhdf5-dev >/dev/null 2>&1; then
   say "installing Debian's libhdf5-dev (for --features hdf5)"

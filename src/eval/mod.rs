@@ -5,6 +5,7 @@
 //! normalised scores and success rates with 95% confidence intervals.
 
 mod ensemble;
+pub(crate) mod font;
 mod plot;
 mod reference;
 mod stats;

@@ -31,6 +31,7 @@ type Drawn = Result<(), Box<dyn std::error::Error>>;
 /// Draws `recording`'s episodes to the PNG file `path` (its scene decides
 /// the picture; see the module doc).
 pub fn plot_rollouts(recording: &Recording, path: &Path) -> Result<(), String> {
+    super::font::register();
     let drawn = match recording.scene {
         Scene::Maze(layout) => maze_picture(recording, layout, path),
         Scene::Pendulum => pendulum_picture(recording, path),

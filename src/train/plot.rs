@@ -11,6 +11,7 @@ use super::{CURVES_FILE, EVAL_FILE, EvalRow, METRICS_FILE, MetricsRow, read_json
 
 /// Draws `curves.png` from the run's logs.
 pub fn plot_curves(dir: &Path) -> Result<(), String> {
+    crate::eval::font::register();
     let metrics: Vec<MetricsRow> = read_jsonl(&dir.join(METRICS_FILE))?;
     let evals: Vec<EvalRow> = read_jsonl(&dir.join(EVAL_FILE))?;
     let path = dir.join(CURVES_FILE);
