@@ -190,10 +190,10 @@ class Data:
         f = lambda v: torch.tensor(np.asarray(v, dtype=np.float32))  # noqa: E731
         return f(mean), f(std), f(0.5 * (low + high)), f(0.5 * (high - low))
 
-    def sample(self, generator):
+    def sample(self, generator, batch=BATCH):
         """One batch of raw arrays: obs [B,To,O], actions [B,H,A], mask [B,H],
         cumulative reward, done, discount [B], next obs [B,To,O]."""
-        t = generator.integers(0, ROWS, BATCH)
+        t = generator.integers(0, ROWS, batch)
         start, tau = self.episode_start[t], self.tau[t]
         steps = np.arange(self.horizon)
         hist = np.arange(TO) - (TO - 1)
@@ -224,17 +224,17 @@ def to_torch(arrays, device):
 # Command line.
 
 
-def build(config, lr_decay_steps, device):
+def build(config, lr_decay_steps, device, batch=BATCH):
     setup = CONFIGS[config]
     data = Data(setup.horizon)
     hp = Hyper(lr_decay_steps=lr_decay_steps)
     agent = Agent(setup, hp, data.normalizer(), device)
     generator = np.random.default_rng(1)
-    fixed = to_torch(data.sample(generator), device)
+    fixed = to_torch(data.sample(generator, batch), device)
 
     def one_step():
-        batch = to_torch(data.sample(generator), device) if setup.sample_each_step else fixed
-        return agent.update(batch)
+        chunks = to_torch(data.sample(generator, batch), device) if setup.sample_each_step else fixed
+        return agent.update(chunks)
 
     return agent, one_step
 
@@ -323,6 +323,7 @@ def main():
     parser.add_argument("--check", action="store_true", help="10 updates: losses, parameter counts")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every tensor is made there)")
     parser.add_argument("--count-flops", action="store_true", help="FLOPs of one update (torch.utils.flop_counter)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="chunks per batch (the issue's 256 by default)")
     args = parser.parse_args()
 
     # Each update reads its losses back (.item()), so a GPU step is timed to
@@ -338,11 +339,11 @@ def main():
         return
 
     torch.manual_seed(0)
-    agent, one_step = build(args.config, lr_decay_steps=1000, device=device)
+    agent, one_step = build(args.config, lr_decay_steps=1000, device=device, batch=args.batch)
     columns = [f"eager: {measure(one_step, args.seconds, args.warmup)}"]
     if args.compile:
         torch.manual_seed(0)
-        agent, one_step = build(args.config, lr_decay_steps=1000, device=device)
+        agent, one_step = build(args.config, lr_decay_steps=1000, device=device, batch=args.batch)
         logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)  # "triton not found"
         agent.compile()
         try:
@@ -356,7 +357,8 @@ def main():
                   + f" | compile: torch.compile failed: {type(e).__name__}: {first}")
             sys.exit(1)
         columns.append(f"compile: {measure(one_step, args.seconds, args.warmup)} [first step {compile_s:.0f} s]")
-    print(f"reference {args.config} " + " | ".join(columns))
+    name = args.config if args.batch == BATCH else f"{args.config} (batch {args.batch})"
+    print(f"reference {name} " + " | ".join(columns))
 
 
 if __name__ == "__main__":

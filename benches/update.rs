@@ -20,7 +20,7 @@ use tch::Device;
 
 fn update_step<P: ChunkPolicy>(c: &mut Criterion, name: &str, cfg: AgentConfig) {
     let index = index(4);
-    let mut agent = agent::<P>(&index, cfg, None, Device::Cpu);
+    let mut agent = agent::<P>(&index, cfg, BATCH, None, Device::Cpu);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let batch = index.sample(BATCH, &mut rng);
     for _ in 0..3 {
@@ -34,7 +34,8 @@ fn update_step<P: ChunkPolicy>(c: &mut Criterion, name: &str, cfg: AgentConfig) 
 
 fn train_loop(c: &mut Criterion) {
     let index = index(4);
-    let mut agent = agent::<DiffusionPolicy>(&index, AgentConfig::default(), None, Device::Cpu);
+    let mut agent =
+        agent::<DiffusionPolicy>(&index, AgentConfig::default(), BATCH, None, Device::Cpu);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut batch = index.empty_batch(BATCH);
     let mut group = c.benchmark_group("train_loop");

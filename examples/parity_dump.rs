@@ -74,7 +74,7 @@ fn entries(names: &str, tensors: impl IntoIterator<Item = Tensor>) -> Named {
 /// as it feeds them: `obs [B, To*O]`, `actions [B, H, A]`, `mask [B, H]`.
 type Parts = (Vars, Vars, Named);
 fn agent_parts<P: ChunkPolicy>(index: &ChunkIndex, cfg: &AgentConfig, batch: &ChunkBatch) -> Parts {
-    let agent = common::agent::<P>(index, cfg.clone(), Some(1), Device::Cpu);
+    let agent = common::agent::<P>(index, cfg.clone(), common::BATCH, Some(1), Device::Cpu);
     let store = |name: &str| -> Vars {
         let vars = agent.variables().into_iter();
         vars.filter(|(s, _, _)| *s == name)

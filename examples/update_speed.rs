@@ -2,7 +2,7 @@
 //! in the same format as `bench/reference.py` (the same step in PyTorch) so
 //! that `bench/side_by_side.sh` can put them next to each other.
 //!
-//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N] [--workers W] [--device D] [--default-malloc]`
+//! `cargo run --release --example update_speed -- a|b|c|loop [--seconds S] [--threads N] [--workers W] [--device D] [--batch B] [--default-malloc]`
 //!
 //! Like the `chunkql` binary, it keeps freed memory for the next update
 //! (`chunkql::device::allocator`) unless `--default-malloc` is given, and
@@ -13,6 +13,8 @@
 //! to its end.
 //! W: slices per update (default: one per thread, as `chunkql train`; 1: the
 //! whole batch on one thread with N intra-op threads).
+//! B: chunks per batch (default 256, the issue's; docs/scaling.md varies it
+//! on a GPU).
 //!
 //! (a) Diffusion-QL, MLP policy and twin 3x256 critics: obs 17, action 6,
 //!     H 4, batch 256, T 5 (the default config);
@@ -61,13 +63,14 @@ struct Timing {
     seconds: f64,
     workers: Option<usize>,
     device: Device,
+    batch: usize,
 }
 
 fn run<P: ChunkPolicy>(horizon: usize, cfg: AgentConfig, with_sampling: bool, t: &Timing) -> f64 {
     let index = index(horizon);
-    let mut agent = agent::<P>(&index, cfg, t.workers, t.device);
+    let mut agent = agent::<P>(&index, cfg, t.batch, t.workers, t.device);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut batch = index.sample(BATCH, &mut rng);
+    let mut batch = index.sample(t.batch, &mut rng);
     time(
         || {
             if with_sampling {
@@ -80,10 +83,11 @@ fn run<P: ChunkPolicy>(horizon: usize, cfg: AgentConfig, with_sampling: bool, t:
     )
 }
 
-/// Floating-point operations of one Diffusion-QL update in configuration
-/// (a), counted from the layer shapes (2 per multiply-add of each Linear;
-/// backward = 2x forward, and 1x for a network whose weights are frozen).
-fn flops_a() -> f64 {
+/// Floating-point operations of one Diffusion-QL update of `batch` chunks in
+/// configuration (a), counted from the layer shapes (2 per multiply-add of
+/// each Linear; backward = 2x forward, and 1x for a network whose weights
+/// are frozen).
+fn flops_a(batch: usize) -> f64 {
     let (h, a, o, t) = (4.0, ACT as f64, OBS as f64, 5.0);
     let linear = |i: f64, j: f64| 2.0 * i * j;
     let denoiser = linear(16.0, 32.0)
@@ -98,7 +102,16 @@ fn flops_a() -> f64 {
         + 3.0 * denoiser // BC loss: forward + backward
         + 3.0 * t * denoiser // actor sample with gradients through T steps
         + 2.0 * twin; // critic on a_pi, backward to its input only
-    per_sample * BATCH as f64
+    per_sample * batch as f64
+}
+
+/// `, batch B` where the batch is not the 256 (as bench/reference.py).
+fn batch_note(batch: usize) -> String {
+    if batch == BATCH {
+        String::new()
+    } else {
+        format!(", batch {batch}")
+    }
 }
 
 fn peak_rss_mib() -> f64 {
@@ -141,6 +154,7 @@ fn main() {
         seconds: flag("--seconds").unwrap_or(10.0),
         workers: flag("--workers").map(|w| w as usize),
         device,
+        batch: flag("--batch").map_or(BATCH, |b| b as usize).max(1),
     };
     let t = &timing;
     let rate = match config {
@@ -162,12 +176,13 @@ fn main() {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "chunkql {config}: {rate:.2} steps/s ({:.1} ms/step, median of 5 windows, {device_name}; {})",
+        "chunkql {config}: {rate:.2} steps/s ({:.1} ms/step, median of 5 windows, {device_name}{}; {})",
         1000.0 / rate,
+        batch_note(timing.batch),
         chunkql::device::mkl_dispatch()
     );
     if config == "a" {
-        let flops = flops_a();
+        let flops = flops_a(timing.batch);
         let _ = writeln!(
             out,
             "chunkql a: {:.2} GFLOP per update, {:.1} GFLOP/s achieved, peak RSS {:.0} MiB",

@@ -4,9 +4,10 @@
 #
 #   scripts/gpu_check.sh build   # here: binaries for the GPU machine's torch, in .gpu/
 #   scripts/gpu_check.sh run     # there: the checks and the GPU figures (log in $OUT or .gpu/)
+#   scripts/gpu_check.sh run batches   # there: only the step's time against the batch size
 #
 # The project's device tool carries `.gpu` to the GPU machine:
-#   run(command="scripts/gpu_check.sh run", carry=[".gpu/bin"], timeout_s=420)
+#   run(command="scripts/gpu_check.sh run", carry=[".gpu/bin"], timeout_s=540)
 #
 # Why a build of its own: the GPU machine's image holds torch 2.11.0 (CUDA 13)
 # and nothing can be fetched there, while chunkql links tch 0.26, which wants
@@ -59,12 +60,29 @@ build() {
 run() {
   local out=${OUT:-.gpu/out}
   mkdir -p "$out"
-  checks "$out" 2>&1 | tee "$out/gpu_check.log"
+  checks "$out" "${1:-all}" 2>&1 | tee "$out/gpu_check.log"
   return "${PIPESTATUS[0]}"
 }
 
+# The update step at growing batch sizes, chunkql then PyTorch eager: (a) and
+# the U-Net configuration (b). At the 256 a GPU waits on the host
+# most of the time (bench/gpu_overhead.py), so a larger batch costs little.
+batches() {
+  local py=$1 status=0
+  echo "== the update step against the batch size: chunkql, then PyTorch eager"
+  for b in 256 1024 4096 16384; do
+    .gpu/bin/update_speed a --device cuda --seconds 3 --threads 8 --batch "$b" || status=1
+    PYTHONUNBUFFERED=1 $py bench/reference.py --config a --device cuda --seconds 3 --threads 8 --batch "$b" || status=1
+  done
+  for b in 1024 4096; do
+    .gpu/bin/update_speed b --device cuda --seconds 3 --threads 8 --batch "$b" || status=1
+    PYTHONUNBUFFERED=1 $py bench/reference.py --config b --device cuda --seconds 3 --threads 8 --batch "$b" || status=1
+  done
+  return "$status"
+}
+
 checks() {
-  local out=$1
+  local out=$1 which=$2
   [ -x .gpu/bin/chunkql ] || { echo "gpu_check: no .gpu/bin/chunkql: run 'scripts/gpu_check.sh build' first and carry .gpu/bin"; exit 1; }
   local py=python3 torch_lib version
   torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
@@ -76,6 +94,11 @@ checks() {
   case "$version" in "$GPU_TORCH"*) ;; *) echo "gpu_check: WARNING: torch is $version, not $GPU_TORCH" ;; esac
   export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local status=0
+  if [ "$which" = batches ]; then
+    batches "$py" || status=1
+    echo "== exit status $status"
+    return "$status"
+  fi
 
   echo "== libtorch_cuda loads and finds the GPU (cuda:0; cuda:1 named as missing on one GPU)"
   .gpu/bin/chunkql-lib-tests --exact device::tests::asking_for_cuda_here_gives_a_gpu_or_a_clear_error \
@@ -102,12 +125,13 @@ checks() {
   echo "== PyTorch with torch.compile, configuration a (compiling bounded at 240 s)"
   PYTHONUNBUFFERED=1 timeout 240 $py bench/reference.py --config a --device cuda --seconds 5 --threads 8 --compile \
     || status=1
+  batches "$py" || status=1
   echo "== exit status $status"
   return "$status"
 }
 
 case "${1:-}" in
   build) build ;;
-  run) run ;;
-  *) echo "usage: scripts/gpu_check.sh build|run" >&2; exit 2 ;;
+  run) run "${2:-}" ;;
+  *) echo "usage: scripts/gpu_check.sh build|run [batches]" >&2; exit 2 ;;
 esac

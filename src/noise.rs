@@ -1,22 +1,56 @@
 //! `NoiseSource`: the one seeded random stream behind every stochastic part of
-//! an update (diffusion noise, timesteps) or of acting. Noise is drawn on the
-//! host and copied to the device, so results depend only on the seed, not on
-//! libtorch's process-wide generator, and the stream's position can be saved
-//! in a checkpoint and restored exactly.
+//! an update (diffusion noise, timesteps) or of acting. Results depend only
+//! on the seed, and the stream's position can be saved in a checkpoint and
+//! restored exactly.
+//!
+//! On the CPU every value is drawn from the host stream. On a GPU, where
+//! drawing millions of values on one host core and copying them over cost
+//! more than the whole update (40 ms per Diffusion-QL update at batch 16384;
+//! docs/scaling.md), each normal tensor takes one seed from the host stream
+//! and its values from libtorch's generator of that device (Philox), seeded
+//! with it just before the draw, under a lock: the values depend on the seed
+//! and the device alone, never on what else used that process-wide generator.
+
+use std::sync::{Mutex, PoisonError};
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
-#[cfg(test)]
-use tch::Kind;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
+
+/// Where a source's normal values are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Draw {
+    /// Every value from the host stream, then copied to the device.
+    Host,
+    /// One seed per tensor from the host stream; the values from libtorch's
+    /// generator of the device, seeded with it.
+    OnDevice,
+}
+
+impl Draw {
+    /// The GPU draws its own noise; the CPU keeps the host stream (what every
+    /// CPU run, and every published score, was made with).
+    fn for_device(device: Device) -> Draw {
+        if device.is_cuda() {
+            Draw::OnDevice
+        } else {
+            Draw::Host
+        }
+    }
+}
+
+/// Held from seeding libtorch's generator to drawing from it, so that two
+/// sources on two threads cannot interleave a seed and a draw.
+static SEEDED_DRAW: Mutex<()> = Mutex::new(());
 
 /// A seeded stream of noise tensors on one device.
 #[derive(Debug, Clone)]
 pub struct NoiseSource {
     rng: ChaCha8Rng,
     device: Device,
+    draw: Draw,
     buffer: Vec<f32>,
     /// Tests only: every draw is 0, so that an update is a deterministic
     /// function of its batch (forks inherit it).
@@ -39,6 +73,7 @@ impl NoiseSource {
         NoiseSource {
             rng: ChaCha8Rng::seed_from_u64(seed),
             device,
+            draw: Draw::for_device(device),
             buffer: Vec::new(),
             #[cfg(test)]
             silent: false,
@@ -54,6 +89,19 @@ impl NoiseSource {
         #[cfg(test)]
         if self.silent {
             return Tensor::zeros(shape, (Kind::Float, self.device));
+        }
+        if self.draw == Draw::OnDevice {
+            let seed = self.rng.next_u64();
+            let _seeded = SEEDED_DRAW.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.device.is_cuda() {
+                tch::Cuda::manual_seed_all(seed);
+            } else {
+                // (tests: the same path on the CPU's generator)
+                tch::manual_seed(seed as i64);
+            }
+            // A GPU kernel takes its generator's seed and offset as
+            // arguments when it is launched, inside the lock.
+            return Tensor::randn(shape, (Kind::Float, self.device));
         }
         let n: i64 = shape.iter().product();
         self.buffer.clear();
@@ -85,13 +133,21 @@ impl NoiseSource {
     /// (which advances by one draw): each slice of a split update draws from
     /// its own fork, so the result does not depend on thread timing.
     pub fn fork(&mut self) -> NoiseSource {
-        #[allow(unused_mut)]
         let mut fork = NoiseSource::new(self.rng.next_u64(), self.device);
+        fork.draw = self.draw;
         #[cfg(test)]
         {
             fork.silent = self.silent;
         }
         fork
+    }
+
+    /// Tests only: a CPU source that draws as a GPU source does (one seed per
+    /// tensor, the values from libtorch's generator).
+    #[cfg(test)]
+    pub(crate) fn drawing_on_device(mut self) -> Self {
+        self.draw = Draw::OnDevice;
+        self
     }
 
     /// Tests only: a source whose every draw is 0.
@@ -138,6 +194,7 @@ impl NoiseSource {
         Some(NoiseSource {
             rng,
             device,
+            draw: Draw::for_device(device),
             buffer: Vec::new(),
             #[cfg(test)]
             silent: false,
@@ -209,6 +266,80 @@ mod tests {
         let x = NoiseSource::new(1, Device::Cpu).normal(&[20000]);
         assert!(x.mean(Kind::Float).double_value(&[]).abs() < 0.03);
         assert!((x.std(true).double_value(&[]) - 1.0).abs() < 0.03);
+    }
+
+    /// The GPU's way of drawing, here on the CPU's generator: the values of
+    /// a tensor follow from the source's seed alone, whatever else draws
+    /// from libtorch's generator in between; the state round-trips; forks
+    /// draw the same way; the values are standard normal.
+    #[test]
+    fn drawing_on_the_device_is_reproducible_whatever_else_draws() {
+        let source = |seed| NoiseSource::new(seed, Device::Cpu).drawing_on_device();
+        let mut a = source(5);
+        let first = a.normal(&[4, 6]);
+        let _ = Tensor::randn([100], (Kind::Float, Device::Cpu)); // someone else's draw
+        let _ = source(6).normal(&[3]); // another source's draw
+        let second = a.normal(&[4, 6]);
+        let mut replay = source(5);
+        assert!(replay.normal(&[4, 6]).equal(&first));
+        assert!(replay.normal(&[4, 6]).equal(&second));
+        assert!(!first.equal(&second));
+        // (a host-drawn source with the same seed makes other values)
+        assert!(
+            !NoiseSource::new(5, Device::Cpu)
+                .normal(&[4, 6])
+                .equal(&first)
+        );
+
+        let saved = a.state();
+        let mut restored = NoiseSource::from_state(&saved, Device::Cpu)
+            .unwrap()
+            .drawing_on_device();
+        assert!(a.normal(&[10]).equal(&restored.normal(&[10])));
+
+        let (mut f, mut g) = (a.fork(), restored.fork());
+        assert_eq!(f.draw, Draw::OnDevice);
+        assert!(f.normal(&[8]).equal(&g.normal(&[8])));
+
+        let x = source(1).normal(&[20000]);
+        assert!(x.mean(Kind::Float).double_value(&[]).abs() < 0.03);
+        assert!((x.std(true).double_value(&[]) - 1.0).abs() < 0.03);
+    }
+
+    /// Sources on several threads drawing at once each get the values a
+    /// lone source with their seed gets: a seed and its draw are never
+    /// split by another thread's.
+    #[test]
+    fn concurrent_on_device_draws_do_not_mix() {
+        let alone: Vec<Tensor> = (0..4)
+            .map(|seed| {
+                let mut s = NoiseSource::new(seed, Device::Cpu).drawing_on_device();
+                Tensor::cat(&(0..50).map(|_| s.normal(&[64])).collect::<Vec<_>>(), 0)
+            })
+            .collect();
+        let together: Vec<Tensor> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|seed| {
+                    scope.spawn(move || {
+                        let mut s = NoiseSource::new(seed, Device::Cpu).drawing_on_device();
+                        let draws: Vec<Tensor> = (0..50).map(|_| s.normal(&[64])).collect();
+                        Tensor::cat(&draws, 0)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (a, b) in alone.iter().zip(&together) {
+            assert!(a.equal(b));
+        }
+    }
+
+    /// CPU and GPU sources pick their way of drawing by device.
+    #[test]
+    fn the_cpu_draws_on_the_host_and_a_gpu_on_itself() {
+        assert_eq!(Draw::for_device(Device::Cpu), Draw::Host);
+        assert_eq!(Draw::for_device(Device::Cuda(0)), Draw::OnDevice);
+        assert_eq!(Draw::for_device(Device::Cuda(1)), Draw::OnDevice);
     }
 
     #[test]

@@ -38,19 +38,20 @@ pub fn index(horizon: usize) -> ChunkIndex {
 }
 
 /// A seed-0 agent with `cfg` on `device`, its normaliser fitted to `index`'s
-/// data, its updates split as `chunkql train` splits them by default (one
-/// slice per libtorch thread on the CPU, one on a GPU) unless `workers` says
-/// otherwise.
+/// data, its updates of `batch` chunks split as `chunkql train` splits them
+/// by default (one slice per libtorch thread on the CPU, one on a GPU)
+/// unless `workers` says otherwise.
 pub fn agent<P: ChunkPolicy>(
     index: &ChunkIndex,
     cfg: AgentConfig,
+    batch: usize,
     workers: Option<usize>,
     device: Device,
 ) -> ChunkAgent<P> {
     let dims = index.dims();
     let mut agent = ChunkAgent::new(cfg, dims, Normalizer::fit(index.data()), device, 0).unwrap();
     let threads = tch::get_num_threads().max(1) as usize;
-    let count = workers.unwrap_or_else(|| auto_workers(device, threads, BATCH));
+    let count = workers.unwrap_or_else(|| auto_workers(device, threads, batch));
     agent.set_workers(count, (threads / count).max(1)).unwrap();
     agent
 }
