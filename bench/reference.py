@@ -19,6 +19,7 @@ Run (after `scripts/setup.sh --bench`):
   .venv/bin/python bench/reference.py --config b --check    # 10 updates, losses, parameter counts
   .venv/bin/python bench/reference.py --config b --count-flops  # FLOPs of one update (torch's counter)
   python3 bench/reference.py --config a --device cuda        # on a GPU
+  python3 bench/reference.py --config a --device cuda --batch 16384   # another batch size
 """
 
 import argparse
