@@ -132,6 +132,10 @@ checks() {
 
 case "${1:-}" in
   build) build ;;
-  run) run "${2:-}" ;;
+  run)
+    case "${2:-}" in
+      "" | batches) run "${2:-}" ;;
+      *) echo "gpu_check: unknown part '${2}' (run, or run batches)" >&2; exit 2 ;;
+    esac ;;
   *) echo "usage: scripts/gpu_check.sh build|run [batches]" >&2; exit 2 ;;
 esac
