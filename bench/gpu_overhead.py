@@ -102,6 +102,8 @@ def main():
     parser.add_argument("--configs", default="a,c,b")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise SystemExit(f"gpu_overhead: measures a CUDA GPU; {args.device} is not one here")
     torch.set_num_threads(8)
     primitives(device)
     for config in args.configs.split(","):
