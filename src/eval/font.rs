@@ -19,11 +19,9 @@ pub fn register() {
     ONCE.call_once(|| {
         // Only an unreadable font file fails here, and the bytes are the
         // dejavu crate's, checked by the test below.
-        if plotters::style::register_font(FAMILY, FontStyle::Normal, dejavu::sans::regular())
-            .is_err()
-        {
-            panic!("the embedded DejaVu Sans is not a font");
-        }
+        let font = dejavu::sans::regular();
+        let registered = plotters::style::register_font(FAMILY, FontStyle::Normal, font);
+        assert!(registered.is_ok(), "the embedded DejaVu Sans is not a font");
     });
 }
 
