@@ -3,7 +3,12 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
@@ -73,4 +78,61 @@ pub fn lines(path: &Path) -> Vec<serde_json::Value> {
             v
         })
         .collect()
+}
+
+/// A running child's stderr, collected by a thread as it comes, so a test
+/// can wait for a line (a signal handled, say) instead of sleeping.
+pub struct Stderr {
+    text: Arc<Mutex<String>>,
+    reader: JoinHandle<()>,
+}
+
+impl Stderr {
+    /// Takes `child`'s piped stderr.
+    pub fn of(child: &mut Child) -> Self {
+        let mut pipe = child.stderr.take().expect("stderr piped");
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&text);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+        });
+        Self { text, reader }
+    }
+
+    /// Waits (120 s at most) until stderr holds `needle`; `child` must still
+    /// be running meanwhile.
+    pub fn wait_for(&self, child: &mut Child, needle: &str) {
+        let start = Instant::now();
+        while !self.text.lock().unwrap().contains(needle) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "ended before printing {needle:?}: {}",
+                self.text.lock().unwrap()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no {needle:?} in: {}",
+                self.text.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for `child` to end; its exit code (None: killed by a signal)
+    /// and all it wrote to stderr.
+    pub fn finish(self, mut child: Child) -> (Option<i32>, String) {
+        let status = child.wait().unwrap();
+        self.reader.join().unwrap();
+        let text = self.text.lock().unwrap().clone();
+        (status.code(), text)
+    }
 }

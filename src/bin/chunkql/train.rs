@@ -1,6 +1,7 @@
 //! `chunkql train`, `chunkql eval` and `chunkql reference`.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -185,11 +186,12 @@ fn claim_default_run_dir(cfg: &TrainConfig) -> Result<PathBuf> {
 
 pub fn train(args: TrainArgs) -> Result<()> {
     let stop = StopHandle::new();
+    // Installed before anything else: a signal that comes while the run is
+    // being set up meets the handler, not the default action.
+    let claimed = Arc::new(OnceLock::new());
+    stop_on_ctrl_c(&stop, Arc::clone(&claimed))?;
     let summary = match &args.resume {
-        Some(dir) => {
-            stop_on_ctrl_c(&stop, None)?;
-            train::resume(dir, &stop)?
-        }
+        Some(dir) => train::resume(dir, &stop)?,
         None => {
             let cfg = config_of(&args)?;
             if args.print_config {
@@ -200,9 +202,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
             }
             let dir = match &args.out {
                 Some(out) => out.clone(),
-                None => claim_default_run_dir(&cfg)?,
+                None => {
+                    let dir = claim_default_run_dir(&cfg)?;
+                    claimed.set(dir.clone()).expect("one folder claimed");
+                    dir
+                }
             };
-            stop_on_ctrl_c(&stop, args.out.is_none().then(|| dir.clone()))?;
             let result = train::train(cfg, &dir, &stop);
             if args.out.is_none()
                 && result
@@ -251,9 +256,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
 /// update with a checkpoint; a second one quits at once. A repeat within
 /// [`SAME_REQUEST`] of the first is the same request delivered twice (GNU
 /// `timeout` signals the process and then its whole group), not a second
-/// Ctrl-C. `claimed`: the default run folder this process created, removed
-/// on quitting at once if nothing was written to it yet.
-fn stop_on_ctrl_c(stop: &StopHandle, claimed: Option<PathBuf>) -> Result<()> {
+/// Ctrl-C. `claimed`: the default run folder this process created, once it
+/// has (set after the handler is installed), removed on quitting at once if
+/// nothing was written to it yet.
+fn stop_on_ctrl_c(stop: &StopHandle, claimed: Arc<OnceLock<PathBuf>>) -> Result<()> {
     let stop = stop.clone();
     let mut first: Option<Instant> = None;
     ctrlc::set_handler(move || {
@@ -264,7 +270,7 @@ fn stop_on_ctrl_c(stop: &StopHandle, claimed: Option<PathBuf>) -> Result<()> {
                     "quitting at once, without a checkpoint: --resume continues from the \
                      last one written"
                 );
-                if let Some(dir) = &claimed {
+                if let Some(dir) = claimed.get() {
                     // Still empty if set-up had not begun writing to it: a
                     // run folder nothing can resume.
                     let _ = std::fs::remove_dir(dir);
