@@ -243,18 +243,25 @@ fn an_out_that_is_not_npz_is_refused_before_any_work() {
         .arg(&upper)
         .assert()
         .success();
+    // Written under the name given, nothing appended.
+    assert!(upper.is_file());
+    assert!(!dir.path().join("UPPER.NPZ.npz").exists());
     chunkql()
         .args(["dataset", "info"])
         .arg(&upper)
         .assert()
-        .success();
+        .success()
+        .stdout(predicate::str::is_match(r"episodes +2 \(").unwrap());
+    let chunks = dir.path().join("chunks.Npz");
     chunkql()
         .args(["dataset", "chunks"])
         .arg(&upper)
         .args(["--horizon", "2", "--out"])
-        .arg(dir.path().join("chunks.Npz"))
+        .arg(&chunks)
         .assert()
         .success();
+    assert!(chunks.is_file());
+    assert!(!dir.path().join("chunks.Npz.npz").exists());
 }
 
 #[test]

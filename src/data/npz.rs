@@ -387,7 +387,16 @@ mod tests {
             dir.path(),
             &format!("np.savez_compressed('c.npz', {})", args.join(", ")),
         );
-        assert_eq!(read_npz(&dir.path().join("c.npz")).unwrap().len(), 4);
+        let compressed = read_npz(&dir.path().join("c.npz")).unwrap();
+        let plain = read_npz(&numpy_file(dir.path(), "plain.npz", &GOOD)).unwrap();
+        // The same columns as the same arrays stored plain, which
+        // `numpy_files_read_with_exact_values` checks value by value.
+        assert_eq!(compressed.len(), 4);
+        assert_eq!(compressed.observations(), plain.observations());
+        assert_eq!(compressed.actions(), &[1.0; 4]);
+        assert_eq!(compressed.rewards(), &[0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(compressed.terminals(), plain.terminals());
+        assert_eq!(compressed.timeouts(), plain.timeouts());
     }
 
     fn error_of(replace: &[(&'static str, &'static str)]) -> String {
