@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::*;
-use crate::agent::{ChunkAgent, ChunkPolicy, Metrics, Workers, cosine_lr};
+use crate::agent::{ChunkAgent, ChunkPolicy, Metrics, Workers, cosine_lr, step};
 use crate::chunk::{ChunkBatch, ChunkDims, ChunkSpec};
 use crate::critic::full_mask;
 use crate::nn::packed_gradient;
@@ -412,5 +412,40 @@ proptest! {
         for r in &rates[decay_steps as usize..] {
             prop_assert!((r - lr_min).abs() <= slack, "after T: {r} vs {lr_min}");
         }
+    }
+
+    /// The critic loss summed over any split of the batch into slices (as
+    /// the workers compute it) is mean (Q1 - y)^2 + mean (Q2 - y)^2 over the
+    /// whole batch, computed naively in f64.
+    #[test]
+    fn critic_loss_over_any_slices_is_the_whole_batch_loss(
+        rows in proptest::collection::vec((-3.0f32..3.0, -3.0f32..3.0, -3.0f32..3.0), 1..40),
+        cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..4),
+    ) {
+        let n = rows.len();
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(n + 1)).collect();
+        bounds.extend([0, n]);
+        bounds.sort_unstable();
+        bounds.dedup();
+        let column = |pick: fn(&(f32, f32, f32)) -> f32| {
+            Tensor::from_slice(&rows.iter().map(pick).collect::<Vec<_>>())
+        };
+        let (q1, q2, y) = (column(|r| r.0), column(|r| r.1), column(|r| r.2));
+        let sliced: f64 = bounds
+            .windows(2)
+            .map(|w| {
+                let (a, len) = (w[0] as i64, (w[1] - w[0]) as i64);
+                let part = |t: &Tensor| t.narrow(0, a, len);
+                step::critic_loss(&part(&q1), &part(&q2), &part(&y), n as i64).double_value(&[])
+            })
+            .sum();
+        let mse = |pick: fn(&(f32, f32, f32)) -> f32| {
+            rows.iter()
+                .map(|r| (f64::from(pick(r)) - f64::from(r.2)).powi(2))
+                .sum::<f64>()
+                / n as f64
+        };
+        let naive = mse(|r| r.0) + mse(|r| r.1);
+        prop_assert!((sliced - naive).abs() <= 1e-5 * (1.0 + naive), "{sliced} vs {naive}");
     }
 }

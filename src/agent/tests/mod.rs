@@ -11,6 +11,7 @@ mod learning;
 mod losses;
 mod split;
 mod target;
+mod target_random;
 mod terminal_mask;
 
 use std::sync::Arc;
