@@ -124,6 +124,48 @@ fn naive_row(steps: &Drawn, spec: ChunkSpec, t: usize) -> Option<Row> {
     ))
 }
 
+/// The index summary's counts, the slow way: starts whose chunk ends in a
+/// termination (a row flagged both terminal and timeout terminates) or is
+/// cut short (tau < H), and the starts without a next state by why: their
+/// chunk ends on a timeout row, or on the data's last row with no flag.
+struct NaiveCounts {
+    done: usize,
+    short: usize,
+    dropped_timeout: usize,
+    dropped_end_of_data: usize,
+}
+
+fn naive_counts(steps: &Drawn, spec: ChunkSpec) -> NaiveCounts {
+    let n = steps.rewards.len();
+    let mut counts = NaiveCounts {
+        done: 0,
+        short: 0,
+        dropped_timeout: 0,
+        dropped_end_of_data: 0,
+    };
+    for t in 0..n {
+        match naive_row(steps, spec, t) {
+            Some(row) => {
+                counts.done += usize::from(row.5 == 1.0);
+                counts.short += usize::from((row.7 as usize) < spec.horizon);
+            }
+            None => {
+                // No next state: the chunk runs to its episode's last row.
+                let mut last = t;
+                while last < n - 1 && !steps.terminals[last] && !steps.timeouts[last] {
+                    last += 1;
+                }
+                if steps.timeouts[last] {
+                    counts.dropped_timeout += 1;
+                } else {
+                    counts.dropped_end_of_data += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
 fn close(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()))
 }
@@ -183,6 +225,15 @@ proptest! {
                 let summary = index.summary();
                 prop_assert_eq!(summary.starts, starts.len());
                 prop_assert_eq!(summary.dropped(), n - starts.len());
+                let naive = naive_counts(&steps, spec);
+                prop_assert_eq!(
+                    (summary.done_starts, summary.short_starts),
+                    (naive.done, naive.short)
+                );
+                prop_assert_eq!(
+                    (summary.dropped_timeout, summary.dropped_end_of_data),
+                    (naive.dropped_timeout, naive.dropped_end_of_data)
+                );
                 let positions: Vec<usize> = (0..index.len()).collect();
                 let mut batch = index.empty_batch(index.len()).with_one_step();
                 index.gather_into(&positions, &mut batch);
