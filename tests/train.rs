@@ -482,10 +482,13 @@ with h5py.File(sys.argv[1], "w") as f:
         .stderr(predicate::str::contains(
             "observation width 11, action width 3",
         ))
+        // 3 episodes of 50 steps, each ended by a timeout, no next
+        // observations: the last H = 4 starts of each have no next state.
         .stderr(predicate::str::contains(
             "12 chunk starts dropped: 12 end on a timeout row",
         ));
 }
+
 /// Generated default data is named by its size, and a default file that
 /// holds another number of episodes than the config asks for is refused.
 #[test]

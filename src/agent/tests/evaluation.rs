@@ -238,8 +238,11 @@ fn smdp_policy_evaluation_converges_to_the_exact_chunk_values() {
     assert!((chunk_value(2, &[1.0, 1.0], &v) - GAMMA).abs() < 1e-12);
     let (mean, max) = errors(&evaluate(TargetKind::Smdp), |s, c| chunk_value(s, c, &v));
     eprintln!("SMDP policy evaluation: |Q - Q^pi| mean {mean:.4}, max {max:.4}");
+    // Measured: mean 0.0099, max 0.0504 (several CPUs). The bounds sit
+    // between that and the naive target's 0.067 and 0.215 (next test), with
+    // room on the max, a single chunk, for other matrix-product kernels.
     assert!(
-        mean < 0.015 && max < 0.06,
+        mean < 0.015 && max < 0.1,
         "|Q - Q^pi| mean {mean}, max {max}"
     );
 }
