@@ -520,6 +520,38 @@ fn consistency_loss_uses_the_target_network_without_its_gradient() {
     }
 }
 
+/// reference-notes §2.4's recon_loss: the mean over [B, H, A] of
+/// (1/s^2 + 1/sd^2) (D(a + s z, s) - a)^2 with s = sigma_n, n and z as
+/// drawn, and the time input `time(s)` (250 ln(s) when right).
+fn reconstruction_loss_f64(
+    net: &KnownNet,
+    cfg: &ConsistencyConfig,
+    obs: &[f64],
+    actions: &[f64],
+    n: &[i64],
+    z: &[f64],
+    time: &dyn Fn(f64) -> f64,
+) -> f64 {
+    let mut total = 0.0;
+    for (r, &n) in n.iter().enumerate() {
+        let s = karras_f64(n as usize, cfg);
+        let rows = r * CHUNK..(r + 1) * CHUNK;
+        let x: Vec<f64> = actions[rows.clone()]
+            .iter()
+            .zip(&z[rows.clone()])
+            .map(|(a, z)| a + s * z)
+            .collect();
+        let d = denoise_f64(net, cfg, &x, s, time(s), &obs[r * COND..(r + 1) * COND]);
+        let w = 1.0 / (s * s) + 1.0 / (cfg.sigma_data * cfg.sigma_data);
+        total += d
+            .iter()
+            .zip(&actions[rows])
+            .map(|(d, a)| w * (d - a).powi(2))
+            .sum::<f64>();
+    }
+    total / (n.len() * CHUNK) as f64
+}
+
 /// `bc_loss` with `ConsistencyLoss::Reconstruction` (the default) for a net
 /// whose output depends on the time input, against reference-notes §2.4's
 /// recon_loss: the mean over [B, H, A] of (1/s^2 + 1/sd^2) (D(a + s z, s) -
@@ -543,25 +575,8 @@ fn reconstruction_loss_matches_its_formula_for_a_time_dependent_net() {
     let actions = Tensor::from_slice(&ACTIONS).view([B as i64, 2, 2]);
     let obs = Tensor::from_slice(&OBS).view([B as i64, COND as i64]);
     let (a, o) = (host(&actions), host(&obs));
-    let recon = |n: &[i64], z: &[f64], time: &dyn Fn(f64) -> f64| -> f64 {
-        let mut total = 0.0;
-        for (r, &n) in n.iter().enumerate() {
-            let s = karras_f64(n as usize, &cfg);
-            let rows = r * CHUNK..(r + 1) * CHUNK;
-            let x: Vec<f64> = a[rows.clone()]
-                .iter()
-                .zip(&z[rows.clone()])
-                .map(|(a, z)| a + s * z)
-                .collect();
-            let d = denoise_f64(&net, &cfg, &x, s, time(s), &o[r * COND..(r + 1) * COND]);
-            let w = 1.0 / (s * s) + 1.0 / (cfg.sigma_data * cfg.sigma_data);
-            total += d
-                .iter()
-                .zip(&a[rows])
-                .map(|(d, a)| w * (d - a).powi(2))
-                .sum::<f64>();
-        }
-        total / (n.len() * CHUNK) as f64
+    let recon = |n: &[i64], z: &[f64], time: &dyn Fn(f64) -> f64| {
+        reconstruction_loss_f64(&net, &cfg, &o, &a, n, z, time)
     };
     for seed in [21u64, 22, 23] {
         let mut noise = NoiseSource::new(seed, Device::Cpu);
@@ -586,3 +601,6 @@ fn reconstruction_loss_matches_its_formula_for_a_time_dependent_net() {
         }
     }
 }
+
+#[path = "consistency_properties.rs"]
+mod properties;
