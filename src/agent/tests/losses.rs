@@ -4,7 +4,8 @@
 //! -mean Q1(s, a_pi) / mean |Q2(s, a_pi)| with the denominator held
 //! constant, for both agents. Then the schedules an update runs: the soft
 //! target update and the EMA's copy/step schedule, and the cosine learning
-//! rate.
+//! rate. Property tests: the critic loss over any split into slices, and
+//! the Q term over random states, critics and slice counts.
 
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor, nn};
@@ -181,7 +182,12 @@ fn critic_step_reports_the_same_hand_values() {
 
 /// s = [1, 2, -1]; the dataset chunks and the rest do not enter the Q term.
 pub(super) fn actor_rows() -> ChunkBatch {
-    let row = |s| Row {
+    actor_rows_of(&[1.0, 2.0, -1.0])
+}
+
+/// One row per state s, as in [`actor_rows`].
+fn actor_rows_of(states: &[f32]) -> ChunkBatch {
+    let row = |&s: &f32| Row {
         s,
         chunk: [0.0, 0.0],
         reward: 0.0,
@@ -189,7 +195,7 @@ pub(super) fn actor_rows() -> ChunkBatch {
         discount: 0.25,
         next_s: s,
     };
-    hand_batch(&[row(1.0), row(2.0), row(-1.0)])
+    hand_batch(&states.iter().map(row).collect::<Vec<_>>())
 }
 
 /// One update of an agent whose policy samples a_pi = 0 (zero output layer,
@@ -200,25 +206,46 @@ pub(super) fn actor_rows() -> ChunkBatch {
 /// (packed, clipping off) and d mean Q1(s, pi(s)) / d theta, taken by
 /// autograd before the update.
 fn actor_update<P: ChunkPolicy>(eta: f64, k: f32) -> (Metrics, Tensor, Tensor) {
+    let q1 = ([1.0f32, 1.0, 1.0], 0.0);
+    let q2 = ([2.0 * k, -k, 0.0], k);
+    actor_update_with::<P>(eta, q1, q2, &[1.0, 2.0, -1.0], 1)
+}
+
+/// Linear critic weights on [s, c1, c2], and a bias.
+type Linear = ([f32; 3], f32);
+
+/// As [`actor_update`], with critics `q1` and `q2`, one row per state in
+/// `states` ([`actor_rows`]' other fields) and the batch split into
+/// `workers` slices.
+fn actor_update_with<P: ChunkPolicy>(
+    eta: f64,
+    q1: Linear,
+    q2: Linear,
+    states: &[f32],
+    workers: usize,
+) -> (Metrics, Tensor, Tensor) {
     let mut agent = agent::<P>(|cfg| {
         cfg.eta = eta;
         cfg.critic_lr = 1e-12;
     });
-    let q1 = (&[1.0f32, 1.0, 1.0][..], 0.0);
-    let q2 = (&[2.0 * k, -k, 0.0][..], k);
+    let (q1, q2) = ((&q1.0[..], q1.1), (&q2.0[..], q2.1));
     set_linear_critics(&agent.critic_vs, q1, q2);
     set_linear_critics(&agent.target_vs, q1, q2);
     scale_policy_output(&agent.policy_vs, 0.0);
-    let batch = actor_rows();
+    if workers > 1 {
+        agent.workers = Workers::serial(workers);
+    }
+    let batch = actor_rows_of(states);
     let b = agent.tensors(&batch);
     let vars = agent.actor_opt.variables();
     let a_pi = agent
         .policy
         .sample(&b.obs, &mut NoiseSource::silent(Device::Cpu));
     assert_eq!(a_pi.abs().max().double_value(&[]), 0.0, "a_pi = 0");
+    let rows = states.len() as i64;
     let (q1_pi, _) = agent
         .critic
-        .forward(&b.obs, &a_pi, &full_mask(3, 2, Device::Cpu));
+        .forward(&b.obs, &a_pi, &full_mask(rows, 2, Device::Cpu));
     let dq1 = packed_gradient(&q1_pi.mean(Kind::Float), &vars);
     let metrics = agent.update(&batch);
     let grads: Vec<Tensor> = vars.iter().map(|v| v.grad().view([-1])).collect();
@@ -447,5 +474,47 @@ proptest! {
         };
         let naive = mse(|r| r.0) + mse(|r| r.1);
         prop_assert!((sliced - naive).abs() <= 1e-5 * (1.0 + naive), "{sliced} vs {naive}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Diffusion-QL's actor Q term over random states, linear critics and
+    /// slice counts, with a_pi = 0 (zero policy output, silent noise):
+    /// q_loss = -mean Q1(s, 0) / mean |Q2(s, 0)|, computed naively, and the
+    /// Q part of the actor's gradient -eta / mean |Q2(s, 0)| times
+    /// d mean Q1(s, pi(s)) / d theta (the normaliser held constant).
+    #[test]
+    fn actor_q_term_over_random_states_critics_and_slices(
+        states in proptest::collection::vec(-2.0f32..2.0, 1..10),
+        q1 in (proptest::array::uniform3(-1.0f32..1.0), -1.0f32..1.0),
+        q2 in (proptest::array::uniform3(-1.0f32..1.0), -1.0f32..1.0),
+        workers in 1usize..=3,
+        eta in 0.1f64..3.0,
+    ) {
+        let at_zero = |q: &Linear, s: f32| f64::from(q.0[0] * s + q.1);
+        let n = states.len() as f64;
+        let mean_abs_q2 = states.iter().map(|&s| at_zero(&q2, s).abs()).sum::<f64>() / n;
+        // Near 0 the normaliser amplifies float32 rounding without bound.
+        prop_assume!(mean_abs_q2 > 0.05);
+        let mean_q1 = states.iter().map(|&s| at_zero(&q1, s)).sum::<f64>() / n;
+        let workers = workers.min(states.len());
+        let (base, bc_grad, _) =
+            actor_update_with::<DiffusionPolicy>(0.0, q1, q2, &states, workers);
+        let (m, grad, dq1) = actor_update_with::<DiffusionPolicy>(eta, q1, q2, &states, workers);
+        let q_loss = -mean_q1 / mean_abs_q2;
+        prop_assert!(
+            (m.q_loss - q_loss).abs() <= 1e-4 * (1.0 + q_loss.abs()),
+            "q_loss {} vs {}", m.q_loss, q_loss
+        );
+        prop_assert!((m.bc_loss - base.bc_loss).abs() <= 1e-6 * (1.0 + base.bc_loss));
+        let q_grad = grad - &bc_grad;
+        let expected = &dq1 * (-eta / mean_abs_q2);
+        let error = norm(&(&q_grad - &expected));
+        prop_assert!(
+            error <= 1e-4 * norm(&expected) + 1e-6,
+            "Q gradient off by {} (|expected| {})", error, norm(&expected)
+        );
     }
 }
