@@ -360,6 +360,22 @@ mod tests {
         (got - want).abs() <= tol * want.abs()
     }
 
+    /// The scalings at two levels worked by hand (sd = 4):
+    /// - t = 3, eps = 0: c_skip = 16 / (9 + 16) = 0.64, c_out = 4 * 3 / 5 = 2.4,
+    ///   c_in = 1 / 5 = 0.2;
+    /// - t = 4, eps = 1: c_skip = 16 / (3^2 + 16) = 0.64, c_out = 4 * 3 /
+    ///   sqrt(16 + 16) = 3 / sqrt 2, c_in = 1 / (4 sqrt 2).
+    #[test]
+    fn scalings_by_hand() {
+        let (skip, out, c_in) = scalings(3.0, 0.0, 4.0);
+        assert!(rel_close(skip, 0.64, 1e-15) && rel_close(out, 2.4, 1e-15));
+        assert!(rel_close(c_in, 0.2, 1e-15));
+        let (skip, out, c_in) = scalings(4.0, 1.0, 4.0);
+        assert!(rel_close(skip, 0.64, 1e-15));
+        assert!(rel_close(out, 3.0 / 2f64.sqrt(), 1e-15));
+        assert!(rel_close(c_in, 1.0 / (4.0 * 2f64.sqrt()), 1e-15));
+    }
+
     proptest! {
         /// Karras et al. 2022 eq. 5: sigma_i^(1/rho) runs in N - 1 equal
         /// steps from sigma_max^(1/rho) down to sigma_min^(1/rho), so the
