@@ -1,7 +1,9 @@
 //! The critic target over random episode layouts, against a naive sum
 //! written from the episodes themselves: which chunk fields feed the target
 //! (return, done, gamma^tau, the state to bootstrap from), for the SMDP
-//! target and the one-step ablation, with random linear target critics.
+//! target and the one-step ablation, with random linear target critics and
+//! k next chunks per state (max-Q backup: the max over them of the min over
+//! critics).
 
 use proptest::prelude::*;
 use tch::{Device, Tensor};
@@ -43,16 +45,17 @@ fn recorded(episodes: &[Episode]) -> Vec<Recorded> {
 }
 
 /// y for the chunk starting at step `k` of `episode`, the slow way:
-/// SMDP: sum_{i<tau} gamma^i r_{k+i} + (1 - d) gamma^tau min_j Q'_j(s'_{k+tau-1}, c)
+/// SMDP: sum_{i<tau} gamma^i r_{k+i} + (1 - d) gamma^tau V(s'_{k+tau-1})
 /// with tau = min(H, steps left) and d = 1 only if the chunk reaches a
-/// terminating last step; one-step: r_k + (1 - terminal_k) gamma min_j Q'_j(s'_k, c).
+/// terminating last step; one-step: r_k + (1 - terminal_k) gamma V(s'_k);
+/// V(s) = max over the next chunks c of min_j Q'_j(s, c).
 fn naive_target(
     (steps, terminated): &Episode,
     k: usize,
     h: usize,
     gamma: f64,
     one_step: bool,
-    q_min: impl Fn(f64) -> f64,
+    value: impl Fn(f64) -> f64,
 ) -> f64 {
     let n = steps.len();
     let tau = if one_step { 1 } else { h.min(n - k) };
@@ -62,7 +65,7 @@ fn naive_target(
     let last = k + tau - 1;
     let done = *terminated && last == n - 1;
     let bootstrap = if done { 0.0 } else { 1.0 };
-    reward + bootstrap * gamma.powi(tau as i32) * q_min(f64::from(steps[last].2))
+    reward + bootstrap * gamma.powi(tau as i32) * value(f64::from(steps[last].2))
 }
 
 proptest! {
@@ -75,11 +78,12 @@ proptest! {
             episodes(),
             critic(h),
             critic(h),
-            // One next chunk per start, more than enough rows.
-            proptest::collection::vec(-1.0f32..1.0, 48 * h),
+            // Up to 3 next chunks per start, more than enough rows.
+            proptest::collection::vec(-1.0f32..1.0, 3 * 48 * h),
         )),
         gamma in 0.3f64..0.99,
         one_step in any::<bool>(),
+        samples in 1usize..=3,
     ) {
         one_thread();
         let data = dataset(&recorded(&episodes));
@@ -87,6 +91,8 @@ proptest! {
         let mut cfg = small_config(8);
         linear_critics(&mut cfg);
         cfg.target = if one_step { TargetKind::OneStep } else { TargetKind::Smdp };
+        cfg.max_q_backup = samples > 1;
+        cfg.max_q_samples = samples;
         let dims = ChunkDims { obs_dim: 1, act_dim: 1, horizon: h, obs_horizon: 1 };
         let agent = DiffusionQl::new(cfg, dims, Normalizer::identity(1, 1), Device::Cpu, 0).unwrap();
         let weights = |q: &(f32, Vec<f32>, f32)| [vec![q.0], q.1.clone()].concat();
@@ -98,7 +104,10 @@ proptest! {
             index.gather_into(&(0..index.len()).collect::<Vec<_>>(), &mut batch);
         }
         let rows = batch.start_index.len();
-        let next = Tensor::from_slice(&chunk_values[..rows * h]).view([rows as i64, h as i64, 1]);
+        // Row r's k next chunks in rows r k .. r k + k (the layout of
+        // `max_over_samples`).
+        let next = Tensor::from_slice(&chunk_values[..rows * samples * h])
+            .view([(rows * samples) as i64, h as i64, 1]);
         let y: Vec<f32> = Vec::try_from(&agent.critic_target(&agent.tensors(&batch), &next)).unwrap();
 
         // Every step starts a chunk (next observations are recorded), in
@@ -111,13 +120,21 @@ proptest! {
         prop_assert_eq!(rows, starts.len());
         for (row, &(e, k)) in starts.iter().enumerate() {
             prop_assert_eq!(batch.start_index[row] as usize, row);
-            let chunk = &chunk_values[row * h..(row + 1) * h];
-            let q = |w: &(f32, Vec<f32>, f32), s: f64| {
+            let q = |w: &(f32, Vec<f32>, f32), s: f64, chunk: &[f32]| {
                 f64::from(w.0) * s
                     + w.1.iter().zip(chunk).map(|(a, c)| f64::from(a * c)).sum::<f64>()
                     + f64::from(w.2)
             };
-            let expected = naive_target(&episodes[e], k, h, gamma, one_step, |s| q(&q1, s).min(q(&q2, s)));
+            let value = |s: f64| {
+                (0..samples)
+                    .map(|i| {
+                        let at = (row * samples + i) * h;
+                        let chunk = &chunk_values[at..at + h];
+                        q(&q1, s, chunk).min(q(&q2, s, chunk))
+                    })
+                    .fold(f64::NEG_INFINITY, f64::max)
+            };
+            let expected = naive_target(&episodes[e], k, h, gamma, one_step, value);
             prop_assert!(
                 (f64::from(y[row]) - expected).abs() < 1e-4 * (1.0 + expected.abs()),
                 "row {} (episode {}, step {}): got {}, expected {}", row, e, k, y[row], expected
