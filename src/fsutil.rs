@@ -28,11 +28,7 @@ where
     // What a killed writer of this same file left (a 300 MB dataset, say):
     // nobody else can ever finish it. Best effort: a folder that cannot be
     // listed still takes the write.
-    let _ = remove_stale(&dir, |n| {
-        n.strip_prefix('.')
-            .and_then(|n| n.strip_prefix(&*name.to_string_lossy()))
-            .is_some_and(|n| n.starts_with(".tmp-"))
-    });
+    let _ = remove_stale_temporaries(&dir, &[&name.to_string_lossy()]);
     let result = (|| {
         let mut out = BufWriter::new(File::create(&tmp)?);
         write(&mut out)?;
@@ -53,16 +49,12 @@ where
     result
 }
 
-/// Removes from `dir` the temporaries of [`atomic_write`] whose writer is
-/// gone (a process killed while writing; on Linux, where a process is
-/// known by `/proc/PID`). Returns how many were removed.
-pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<usize> {
-    remove_stale(dir, |n| n.starts_with('.'))
-}
-
-/// Removes the files of `dir` named `<name>.tmp-<PID>`, `name` passing
-/// `wanted`, whose process is gone; how many.
-fn remove_stale(dir: &Path, wanted: impl Fn(&str) -> bool) -> std::io::Result<usize> {
+/// Removes from `dir` the temporaries that [`atomic_write`] of one of
+/// `files` (names in `dir`) left and whose writer is gone (a process killed
+/// while writing; on Linux, where a process is known by `/proc/PID`): files
+/// named `.<file>.tmp-<PID>`. Another program's temporaries of the same
+/// pattern but other names are left alone. Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path, files: &[&str]) -> std::io::Result<usize> {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
         return Ok(0);
@@ -73,8 +65,9 @@ fn remove_stale(dir: &Path, wanted: impl Fn(&str) -> bool) -> std::io::Result<us
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .filter(|n| wanted(n))
+            .and_then(|n| n.strip_prefix('.'))
             .and_then(|n| n.rsplit_once(".tmp-"))
+            .filter(|(file, _)| files.contains(file))
             .and_then(|(_, pid)| pid.parse::<u32>().ok())
         else {
             continue;
@@ -163,12 +156,15 @@ mod tests {
             .join(format!(".summary.json.tmp-{}", std::process::id()));
         let alive = dir.path().join(".eval.jsonl.tmp-1"); // init
         let other = dir.path().join("notes.tmp-999999999"); // not ours
-        for f in [&dead, &mine, &alive, &other] {
+        // Another program's temporary of the same pattern: not ours either.
+        let foreign = dir.path().join(".notes.txt.tmp-999999999");
+        for f in [&dead, &mine, &alive, &other, &foreign] {
             std::fs::write(f, b"x").unwrap();
         }
-        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        let ours = ["checkpoint.safetensors", "summary.json", "eval.jsonl"];
+        assert_eq!(remove_stale_temporaries(dir.path(), &ours).unwrap(), 1);
         assert!(!dead.exists());
-        assert!(mine.exists() && alive.exists() && other.exists());
+        assert!(mine.exists() && alive.exists() && other.exists() && foreign.exists());
     }
 
     #[cfg(target_os = "linux")]

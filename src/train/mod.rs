@@ -312,9 +312,17 @@ fn start(
 
 /// Removes the half-written temporary files a killed process left in the
 /// run folder `dir` (a kill during a first `config.toml` write leaves one
-/// in a folder that a new run may then use).
+/// in a folder that a new run may then use): those of the run's own files
+/// written by replacement, never another program's.
 fn remove_stale_temporaries(dir: &Path) -> Result<(), TrainError> {
-    let stale = crate::fsutil::remove_stale_temporaries(dir)
+    let run_files = [
+        CONFIG_FILE,
+        CHECKPOINT_FILE,
+        METRICS_FILE,
+        EVAL_FILE,
+        SUMMARY_FILE,
+    ];
+    let stale = crate::fsutil::remove_stale_temporaries(dir, &run_files)
         .map_err(|e| TrainError::io("clean up", dir, e))?;
     if stale > 0 {
         eprintln!(
