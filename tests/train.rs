@@ -489,6 +489,52 @@ with h5py.File(sys.argv[1], "w") as f:
         ));
 }
 
+/// A checkpoint without a config (saved by the library, or by a version
+/// before configs were saved in it) is evaluated with the seed it records,
+/// the run's: the same episodes as the run folder's own evaluation.
+#[test]
+fn a_checkpoint_without_a_config_is_evaluated_with_its_own_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let run = dir.path().join("run");
+    chunkql()
+        .args(["train", "--seed", "3", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    let bare = dir.path().join("bare.safetensors");
+    let agent =
+        chunkql::agent::AnyAgent::load(&run.join("checkpoint.safetensors"), tch::Device::Cpu)
+            .unwrap();
+    agent.save(&bare, serde_json::Value::Null).unwrap();
+    let json = |args: &[&std::ffi::OsStr]| -> serde_json::Value {
+        let out = chunkql()
+            .arg("eval")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let of_run = json(&[run.as_os_str()]);
+    let of_bare = json(&[
+        bare.as_os_str(),
+        "--env".as_ref(),
+        "pendulum".as_ref(),
+        "--episodes".as_ref(),
+        "2".as_ref(),
+    ]);
+    assert_eq!(of_bare["seed"], of_run["seed"]);
+    assert_eq!(of_bare["report"], of_run["report"]);
+}
+
 /// Generated default data is named by its size, and a default file that
 /// holds another number of episodes than the config asks for is refused.
 #[test]

@@ -120,6 +120,18 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
                 "--config".into(),
                 c.clone(),
                 "--dataset".into(),
+                String::new(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            "error: --dataset is empty: name a file, or leave the option out for the default data",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                c.clone(),
+                "--dataset".into(),
                 line.display().to_string(),
                 "--out".into(),
                 out.display().to_string(),

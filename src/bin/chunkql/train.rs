@@ -129,6 +129,10 @@ fn config_of(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.env = env.clone();
     }
     if let Some(dataset) = &args.dataset {
+        if dataset.is_empty() {
+            // (An unset shell variable, say: not the default data.)
+            bail!("--dataset is empty: name a file, or leave the option out for the default data");
+        }
         cfg.dataset = dataset.clone();
     }
     if let Some(agent) = &args.agent {
@@ -369,7 +373,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let run_cfg = run_cfg
         .as_ref()
         .or_else(|| state.as_ref().and_then(|s| s.config.as_ref()));
-    let run_seed = run_cfg.map_or(0, |c| c.seed);
+    // Without a config (a checkpoint of an older version or of the
+    // library), the seed the agent was made with: a run's own seed.
+    let run_seed = run_cfg.map_or(info.seed, |c| c.seed);
     let seed = args.seed.unwrap_or_else(|| train::eval_seed(run_seed));
     if let (Some(m), Some(e)) = (args.ensemble, args.execute.filter(|&e| e > 1)) {
         bail!(
