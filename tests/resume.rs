@@ -251,7 +251,7 @@ fn a_resume_refuses_an_edited_config_and_accepts_more_steps() {
     resume_with_steps(5)
         .failure()
         .stderr(predicate::str::contains(
-            "says steps = 5, but its checkpoint is at update 10: a run's steps can only grow",
+            "says steps = 5, but its checkpoint is at update 10: steps must be at least 10",
         ));
     // Past lr_decay_steps = 20 (lr_min = 0) the learning rate is 0.
     resume_with_steps(30)

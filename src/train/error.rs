@@ -48,7 +48,9 @@ pub enum TrainError {
     /// A loss (or another metric of the update) became NaN or infinite.
     #[error(
         "training diverged at step {step} ({name} {value}; critic loss {critic_loss}, actor \
-         loss {actor_loss}); try a smaller learning rate or grad_clip"
+         loss {actor_loss}); try a smaller agent.actor_lr or agent.critic_lr, a smaller \
+         agent.reward_scale for large rewards, or a smaller positive agent.grad_clip (0 turns \
+         clipping off)"
     )]
     Diverged {
         step: u64,

@@ -125,8 +125,8 @@ pub enum ResumeError {
     },
     /// `steps` in `config` below the update `step` of the checkpoint.
     #[error(
-        "{} says steps = {steps}, but its checkpoint is at update {step}: a run's steps can \
-         only grow",
+        "{} says steps = {steps}, but its checkpoint is at update {step}: steps must be at \
+         least {step}",
         config.display()
     )]
     StepsBelowCheckpoint {
