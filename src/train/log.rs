@@ -98,6 +98,17 @@ impl Appender {
             .flush()
             .map_err(|e| TrainError::io("write", &self.path, e))
     }
+
+    /// Flushes and syncs the rows to the disk: done before a checkpoint is
+    /// written (and synced), so that after a power loss the logs are never
+    /// behind the checkpoint a resume continues from.
+    pub fn sync(&mut self) -> Result<(), TrainError> {
+        self.flush()?;
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|e| TrainError::io("sync", &self.path, e))
+    }
 }
 
 /// The rows of a JSON-lines file that parse (a line torn by a kill does not);

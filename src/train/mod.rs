@@ -464,8 +464,8 @@ impl Run {
             // the next update rather than skipping this one's checkpoint.
             let stopping = step < cfg.steps && self.stop.is_stopped();
             if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps || stopping {
-                metrics_log.flush()?;
-                eval_log.flush()?;
+                metrics_log.sync()?;
+                eval_log.sync()?;
                 let state = LoopState {
                     sampler: self.sampler.state(),
                     env: cfg.env.clone(),
