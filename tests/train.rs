@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Stderr, binary, chunkql, line_data, lines, setup};
+use common::{Stderr, binary, chunkql, line_data, lines, setup, train_into};
 use predicates::prelude::*;
 
 #[test]
@@ -533,6 +533,26 @@ fn a_checkpoint_without_a_config_is_evaluated_with_its_own_seed() {
     ]);
     assert_eq!(of_bare["seed"], of_run["seed"]);
     assert_eq!(of_bare["report"], of_run["report"]);
+}
+
+/// A run's saved config.toml records the decay it resolved (its steps):
+/// reused for a shorter run, the longer decay is said, not silently kept.
+#[test]
+fn reusing_a_saved_config_for_fewer_steps_notes_the_longer_decay() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), 10, 10);
+    let first = dir.path().join("first");
+    train_into(&config, &first);
+    chunkql()
+        .args(["train", "--steps", "5", "--config"])
+        .arg(first.join("config.toml"))
+        .arg("--out")
+        .arg(dir.path().join("second"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "note: agent.lr_decay_steps = 10 is longer than steps = 5",
+        ));
 }
 
 /// Generated default data is named by its size, and a default file that

@@ -226,6 +226,14 @@ fn start(
     let mut agent_cfg = cfg.agent.clone();
     if agent_cfg.lr_decay_steps == 0 {
         agent_cfg.lr_decay_steps = cfg.steps;
+    } else if agent_cfg.lr_decay_steps > cfg.steps {
+        // Often a run's saved config.toml reused with fewer steps: it
+        // records the decay that run resolved.
+        say(&format!(
+            "note: agent.lr_decay_steps = {} is longer than steps = {}: the learning rates end \
+             partway down their cosine, above agent.lr_min (0 decays over steps)",
+            agent_cfg.lr_decay_steps, cfg.steps
+        ));
     }
     let dims = index.dims();
     let batch_bytes = dims.bytes(cfg.batch_size);
