@@ -404,10 +404,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if let Some(e) = args.execute.filter(|&e| e > horizon) {
         bail!("--execute {e}: at most the run's chunk length H = {horizon} (0 means H)");
     }
-    let episodes = args
-        .episodes
-        .or_else(|| run_cfg.map(|c| c.eval_episodes))
-        .unwrap_or(10);
+    let episodes = match (args.episodes, run_cfg) {
+        (Some(n), _) => n,
+        (None, Some(c)) if !(1..=train::MAX_EPISODES).contains(&c.eval_episodes) => bail!(
+            "the run's config says eval_episodes = {}, outside 1..={}: pass --episodes",
+            c.eval_episodes,
+            train::MAX_EPISODES
+        ),
+        (None, c) => c.map_or(10, |c| c.eval_episodes),
+    };
     check_episodes(episodes)?;
     let cfg = EvalConfig {
         episodes,
