@@ -5,6 +5,7 @@
 
 use proptest::prelude::*;
 
+use super::losses::{LOSS_TOL, LossFlaw, consistency_loss_f64, reconstruction_loss_f64};
 use super::*;
 
 /// Rows of a batch.
@@ -46,6 +47,30 @@ fn schedules() -> impl Strategy<Value = ConsistencyConfig> {
 
 fn values(n: usize) -> impl Strategy<Value = Vec<f32>> {
     proptest::collection::vec(-1.0f32..1.0, n)
+}
+
+/// A loss test's batch as tensors, `[B, H, A]` and `[B, O]`, the noise
+/// stream of `seed` and a clone of it to replay the loss's draws.
+fn loss_inputs(
+    actions: &[f32],
+    obs: &[f32],
+    seed: u64,
+) -> (Tensor, Tensor, NoiseSource, NoiseSource) {
+    let noise = NoiseSource::new(seed, Device::Cpu);
+    let replay = noise.clone();
+    (
+        Tensor::from_slice(actions).view([B as i64, 2, 2]),
+        Tensor::from_slice(obs).view([B as i64, COND as i64]),
+        noise,
+        replay,
+    )
+}
+
+/// The draws of a BC loss, replayed: the level n of each row (0..N-2) and
+/// its noise z `[B * H * A]`.
+fn loss_draws(replay: &mut NoiseSource, cfg: &ConsistencyConfig) -> (Vec<i64>, Vec<f64>) {
+    let n = Vec::<i64>::try_from(replay.integers(B, cfg.scales as i64 - 1)).unwrap();
+    (n, host(&replay.normal(&[B as i64, 2, 2])))
 }
 
 proptest! {
@@ -92,13 +117,9 @@ proptest! {
         let cfg = ConsistencyConfig { loss: ConsistencyLoss::Consistency, ..schedule };
         let (online_vs, policy) = known_policy(&online, &cfg);
         let (_target_vs, target_policy) = known_policy(&target, &cfg);
-        let actions_t = Tensor::from_slice(&actions).view([B as i64, 2, 2]);
-        let obs_t = Tensor::from_slice(&obs).view([B as i64, COND as i64]);
-        let mut noise = NoiseSource::new(seed, Device::Cpu);
-        let mut replay = noise.clone();
+        let (actions_t, obs_t, mut noise, mut replay) = loss_inputs(&actions, &obs, seed);
         let loss = policy.bc_loss(&obs_t, &actions_t, &target_policy, &mut noise);
-        let n = Vec::<i64>::try_from(replay.integers(B, cfg.scales as i64 - 1)).unwrap();
-        let z = host(&replay.normal(&[B as i64, 2, 2]));
+        let (n, z) = loss_draws(&mut replay, &cfg);
         let (a, o) = (host(&actions_t), host(&obs_t));
         let (want, want_grad) = consistency_loss_f64(
             &online, &target, &cfg, &o, &a, &n, &z, LossFlaw::Correct,
@@ -129,14 +150,10 @@ proptest! {
     ) {
         let cfg = ConsistencyConfig { loss: ConsistencyLoss::Reconstruction, ..schedule };
         let (_vs, policy) = known_policy(&net, &cfg);
-        let actions_t = Tensor::from_slice(&actions).view([B as i64, 2, 2]);
-        let obs_t = Tensor::from_slice(&obs).view([B as i64, COND as i64]);
-        let mut noise = NoiseSource::new(seed, Device::Cpu);
-        let mut replay = noise.clone();
+        let (actions_t, obs_t, mut noise, mut replay) = loss_inputs(&actions, &obs, seed);
         let got = crate::nn::no_grad(|| policy.bc_loss(&obs_t, &actions_t, &policy, &mut noise))
             .double_value(&[]);
-        let n = Vec::<i64>::try_from(replay.integers(B, cfg.scales as i64 - 1)).unwrap();
-        let z = host(&replay.normal(&[B as i64, 2, 2]));
+        let (n, z) = loss_draws(&mut replay, &cfg);
         let want = reconstruction_loss_f64(
             &net, &cfg, &host(&obs_t), &host(&actions_t), &n, &z, &|s| 250.0 * s.ln(),
         );
